@@ -1,0 +1,106 @@
+"""The named workloads (DESIGN.md section 4): data, model sizes and training defaults.
+
+    seed   AirPassengers, the original project's pipeline    T=11, D=Y=3, H=50, B=7, lr 0.1   classification
+    light  AirPassengers one-step forecast                   T=12, D=Y=1, H=32, B=16          regression
+    heavy  synthetic, N=4096 training windows                T=32, D=Y=1, H=128, B=128        regression
+    gpu    synthetic, sized for an H200                      N=65536, T=64, H=512, B=512      regression
+
+Any univariate series (``--data FILE --column NAME``) can replace AirPassengers in
+``seed`` and ``light``; ``heavy`` and ``gpu`` always use the synthetic generator.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from lstm_numpy.errors import UserError
+from lstm_numpy.params import check_sizes
+from lstm_numpy.training import Dataset, TrainConfig
+
+from .light import LightPipeline
+from .seed import seed_dataset
+from .series import airpassengers
+from .synthetic import synthetic_windows
+
+WORKLOADS = ("seed", "light", "heavy", "gpu")
+
+# name: (task, hidden, batch, lr, epochs, samples, seq_len); samples/seq_len None = fixed by the data
+DEFAULTS = {
+    "seed": ("classification", 50, 7, 0.1, 6, None, None),
+    "light": ("regression", 32, 16, 0.1, 50, None, 12),
+    "heavy": ("regression", 128, 128, 0.1, 3, 4096, 32),
+    "gpu": ("regression", 512, 512, 0.1, 3, 65536, 64),
+}
+
+
+@dataclass
+class Workload:
+    """Everything needed to train on one workload.
+
+    data: training and validation arrays; test: (X_test, Y_test) where the workload has a test split;
+    sizes: (D, H, Y); config: training defaults; pipeline: the fitted transform (light) or series (seed).
+    """
+
+    name: str
+    data: Dataset
+    sizes: tuple[int, int, int]
+    config: TrainConfig
+    test: tuple[np.ndarray, np.ndarray] | None = None
+    pipeline: object = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def shapes(self) -> dict:
+        """Sizes in the project's letters, for results files."""
+        N, T, D = self.data.X_train.shape
+        return {"N_train": N, "N_valid": self.data.X_valid.shape[0], "T": T, "D": D,
+                "H": self.sizes[1], "Y": self.sizes[2], "B": self.config.batch_size}
+
+
+def make_workload(name: str, *, hidden: int | None = None, batch_size: int | None = None,
+                  lr: float | None = None, epochs: int | None = None, samples: int | None = None,
+                  seq_len: int | None = None, seed: int = 0, series: np.ndarray | None = None,
+                  **config_options) -> Workload:
+    """Build workload ``name``, any default overridden by the keyword of the same name.
+
+    ``series`` replaces AirPassengers (seed, light); ``config_options`` go to TrainConfig
+    (clip_norm, threads, kernel_version).
+    """
+    if name not in DEFAULTS:
+        raise UserError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}.")
+    task, H, B, rate, n_epochs, N, T = DEFAULTS[name]
+    H, B = hidden or H, batch_size or B
+    lr = rate if lr is None else lr
+    n_epochs = epochs or n_epochs
+    N, T = samples or N, seq_len or T
+    check_sizes(hidden=H, batch_size=B, epochs=n_epochs)
+    test, pipeline = None, None
+    if name in ("heavy", "gpu"):
+        if series is not None:
+            raise UserError(f"the {name} workload uses the synthetic series; use --data with seed or light.")
+        arrays = synthetic_windows(N, T, seed=seed)
+    else:
+        values = airpassengers() if series is None else series
+        if samples is not None:
+            raise UserError(f"the {name} workload's size is fixed by its series; --samples applies to heavy and gpu.")
+        if name == "seed":
+            if seq_len is not None:
+                raise UserError("the seed workload's windows are fixed at 12 tokens (T=11); --seq-len applies to light, heavy and gpu.")
+            parts, pipeline = seed_dataset(values)
+            arrays, test = parts[:4], parts[4:]
+        else:
+            check_sizes(seq_len=T)
+            pipeline = LightPipeline.fit(values, window=T)
+            parts = pipeline.split()
+            arrays, test = parts[:4], parts[4:]
+    data = Dataset(*arrays)
+    D = data.X_train.shape[2]
+    Y = 3 if task == "classification" else data.Y_train.shape[1]
+    config = TrainConfig(task=task, epochs=n_epochs, lr=lr, batch_size=B, seed=seed, **config_options)
+    return Workload(name, data, (D, H, Y), config, test, pipeline)
+
+
+def with_config(workload: Workload, **changes) -> Workload:
+    """The same workload with some TrainConfig fields changed."""
+    return replace(workload, config=replace(workload.config, **changes))

@@ -1,0 +1,41 @@
+"""The one equivalence rule (DESIGN.md section 5) and its helper.
+
+    |a - r| <= atol + rtol * |r|     elementwise, r the reference
+
+rtol is 1e-10 in float64 and 1e-4 in float32. atol defaults to rtol times the
+largest |r| of the tensor: an entry that is a small difference of large terms
+(a gradient that nearly cancels) cannot be expected to keep relative accuracy
+of its own, only relative to the tensor's scale. Scalars (losses) thus get a
+purely relative test.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+RTOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-4}
+
+
+def rtol_for(dtype) -> float:
+    return RTOL[np.dtype(dtype)]
+
+
+def assert_close(name: str, actual, reference, rtol: float | None = None, atol: float | None = None) -> None:
+    """Raise AssertionError naming the tensor, the worst index and both values when the rule fails."""
+    a = np.asarray(actual)
+    r = np.asarray(reference)
+    if a.shape != r.shape:
+        raise AssertionError(f"{name}: shape {a.shape} != reference shape {r.shape}")
+    if rtol is None:
+        rtol = rtol_for(r.dtype if r.dtype in RTOL else a.dtype)
+    r64 = r.astype(np.float64)
+    if atol is None:
+        atol = rtol * float(np.max(np.abs(r64))) if r.size else 0.0
+    err = np.abs(a.astype(np.float64) - r64)
+    allowed = atol + rtol * np.abs(r64)
+    bad = ~(err <= allowed)          # NaN counts as a failure
+    if bad.any():
+        excess = np.where(np.isnan(err), np.inf, err - allowed)
+        worst = np.unravel_index(int(np.argmax(excess)), r.shape) if r.ndim else ()
+        raise AssertionError(
+            f"{name}: {int(bad.sum())} of {r.size} entries differ beyond atol={atol:.3g} + rtol={rtol:.3g}*|ref|; "
+            f"worst at index {worst}: got {a[worst]!r}, reference {r[worst]!r}")
