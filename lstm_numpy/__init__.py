@@ -2,17 +2,41 @@
 
 Read ``model.py`` for the equations, ``params.py`` for the parameter layout
 (gate order i, f, g, o) and ``training.py`` for the one epoch loop.
+
+Every backend package (this one, ``lstm_numba_cpu``, ``lstm_numba_cuda``) exports:
+
+    loss_and_grads(params, X, Y, task) -> (loss, grads: Params)   one batch
+    predict(params, X, task) -> outputs                           (B, Y) or probabilities (B, T, Y)
+    make_trainer(params, data, config) -> Trainer                 see training.py
+    train(params, data, config, progress=None) -> History         train_with(make_trainer, ...)
+    is_available() -> str | None                                  None, or why it cannot run here
+    describe() -> dict                                            facts for results files
+    Params, init_params                                           re-exported from here
 """
 from .backends import BACKENDS, get_backend
 from .checks import RTOL, assert_close, rtol_for
 from .errors import NonFiniteLossError, UserError
 from .model import TASKS, head_forward, loss_and_grads, loss_only, lstm_backward, lstm_forward, predict, sigmoid
 from .params import Params, init_params, load_params, save_params, shapes_for
-from .training import Dataset, History, TrainConfig, batch_bounds, epoch_orders, train, train_with
+from .training import (PHASES, Dataset, History, TrainConfig, batch_bounds, epoch_orders, make_trainer, train,
+                       train_with)
+
+
+def is_available() -> str | None:
+    """The reference runs wherever NumPy does."""
+    return None
+
+
+def describe() -> dict:
+    """Facts about this backend for results files."""
+    import numpy
+    return {"backend": "numpy", "numpy": numpy.__version__}
+
 
 __all__ = [
     "BACKENDS", "get_backend", "RTOL", "assert_close", "rtol_for", "NonFiniteLossError", "UserError",
     "TASKS", "head_forward", "loss_and_grads", "loss_only", "lstm_backward", "lstm_forward", "predict",
     "sigmoid", "Params", "init_params", "load_params", "save_params", "shapes_for", "Dataset", "History",
-    "TrainConfig", "batch_bounds", "epoch_orders", "train", "train_with",
+    "TrainConfig", "batch_bounds", "epoch_orders", "train", "train_with", "PHASES", "make_trainer",
+    "is_available", "describe",
 ]

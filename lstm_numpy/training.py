@@ -9,6 +9,7 @@ and the data wherever that backend keeps them and runs one epoch per call:
     trainer = make_trainer(params, data, config)
     batch_losses, valid_loss = trainer.run_epoch(order)   # order (N_train,) int64
     params = trainer.host_params()
+    trainer.stats                                          # dict: backend facts (threads, launches, ...)
 
 ``run_epoch`` takes the minibatches ``order[k*bs:(k+1)*bs]`` in turn (the last one
 may be smaller), applies ``params -= lr * grads`` after each (gradients first
@@ -16,6 +17,11 @@ scaled so that their global norm is at most ``clip_norm`` when it is set) and
 returns every minibatch's loss (before its update) and the validation loss
 after the epoch. At the first non-finite minibatch loss it stops updating and
 leaves the remaining entries NaN. Validation data never updates the weights.
+
+``run_epoch(order, upto)`` also serves the harness's phase breakdown: with
+``upto="forward"`` it runs only the forward passes (and losses) of every
+minibatch, with ``upto="backward"`` forward and BPTT but no update; the
+parameters are then left unchanged. The default ``upto="update"`` trains.
 """
 from __future__ import annotations
 
@@ -82,8 +88,13 @@ class History:
     stats: dict = field(default_factory=dict)
 
 
+PHASES = ("forward", "backward", "update")
+
+
 class Trainer(Protocol):
-    def run_epoch(self, order: np.ndarray) -> tuple[np.ndarray, float]: ...
+    stats: dict
+
+    def run_epoch(self, order: np.ndarray, upto: str = "update") -> tuple[np.ndarray, float]: ...
     def host_params(self) -> Params: ...
 
 
@@ -181,18 +192,23 @@ class NumpyTrainer:
         self.params = params.copy()
         self.data = data
         self.config = config
+        self.stats = {}
 
-    def run_epoch(self, order: np.ndarray) -> tuple[np.ndarray, float]:
+    def run_epoch(self, order: np.ndarray, upto: str = "update") -> tuple[np.ndarray, float]:
         X, Y = self.data.X_train, self.data.Y_train
         bounds = batch_bounds(order.size, self.config.batch_size)
         losses = np.full(bounds.size - 1, np.nan)
         for k in range(bounds.size - 1):
             rows = order[bounds[k]:bounds[k + 1]]
+            if upto == "forward":
+                losses[k] = loss_only(self.params, X[rows], Y[rows], self.config.task)
+                continue
             loss, grads = loss_and_grads(self.params, X[rows], Y[rows], self.config.task)
             losses[k] = loss
             if not np.isfinite(loss):
                 break
-            sgd_update(self.params, grads, self.config.lr, self.config.clip_norm)
+            if upto == "update":
+                sgd_update(self.params, grads, self.config.lr, self.config.clip_norm)
         valid = loss_only(self.params, self.data.X_valid, self.data.Y_valid, self.config.task)
         return losses, valid
 
@@ -200,6 +216,9 @@ class NumpyTrainer:
         return self.params.copy()
 
 
+make_trainer = NumpyTrainer
+
+
 def train(params: Params, data: Dataset, config: TrainConfig, progress=None) -> History:
     """Train the reference model; see ``train_with``."""
-    return train_with(NumpyTrainer, params, data, config, progress)
+    return train_with(make_trainer, params, data, config, progress)
