@@ -69,11 +69,9 @@ def make_workload(name: str, *, hidden: int | None = None, batch_size: int | Non
     """
     if name not in DEFAULTS:
         raise UserError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}.")
-    task, H, B, rate, n_epochs, N, T = DEFAULTS[name]
-    H, B = hidden or H, batch_size or B
-    lr = rate if lr is None else lr
-    n_epochs = epochs or n_epochs
-    N, T = samples or N, seq_len or T
+    task, *defaults = DEFAULTS[name]
+    given = (hidden, batch_size, lr, epochs, samples, seq_len)
+    H, B, lr, n_epochs, N, T = (d if g is None else g for g, d in zip(given, defaults))
     check_sizes(hidden=H, batch_size=B, epochs=n_epochs)
     test, pipeline = None, None
     if name in ("heavy", "gpu"):

@@ -134,7 +134,10 @@ def load_params(path, sizes: tuple[int, int, int] | None = None, dtype=None) -> 
     missing = [name for name in NAMES if name not in stored]
     if missing:
         raise UserError(f"checkpoint {path} lacks {', '.join(missing)}; it was not saved by save_params.")
-    D, H, Y = stored["W_ih"].shape[1], stored["W_hh"].shape[1], stored["W_y"].shape[0]
+    if stored["W_ih"].ndim != 2 or stored["W_ih"].shape[0] % 4 or stored["W_y"].ndim != 2:
+        raise UserError(f"checkpoint {path}: W_ih must be (4H, D) and W_y (Y, H); got {stored['W_ih'].shape} and "
+                        f"{stored['W_y'].shape}.")
+    D, H, Y = stored["W_ih"].shape[1], stored["W_ih"].shape[0] // 4, stored["W_y"].shape[0]
     for name, shape in shapes_for(D, H, Y).items():
         if stored[name].shape != shape:
             raise UserError(f"checkpoint {path}: {name} has shape {stored[name].shape}, "

@@ -198,6 +198,12 @@ class NumpyTrainer:
         X, Y = self.data.X_train, self.data.Y_train
         bounds = batch_bounds(order.size, self.config.batch_size)
         losses = np.full(bounds.size - 1, np.nan)
+        with np.errstate(over="ignore", invalid="ignore"):   # divergence is detected from the losses instead
+            self._minibatches(X, Y, order, bounds, losses, upto)
+            valid = loss_only(self.params, self.data.X_valid, self.data.Y_valid, self.config.task)
+        return losses, valid
+
+    def _minibatches(self, X, Y, order, bounds, losses, upto):
         for k in range(bounds.size - 1):
             rows = order[bounds[k]:bounds[k + 1]]
             if upto == "forward":
@@ -209,8 +215,6 @@ class NumpyTrainer:
                 break
             if upto == "update":
                 sgd_update(self.params, grads, self.config.lr, self.config.clip_norm)
-        valid = loss_only(self.params, self.data.X_valid, self.data.Y_valid, self.config.task)
-        return losses, valid
 
     def host_params(self) -> Params:
         return self.params.copy()
