@@ -25,7 +25,7 @@ def airpassengers() -> np.ndarray:
 def airpassengers_months() -> pd.DatetimeIndex:
     """The month of each AirPassengers value, (144,)."""
     text = importlib.resources.files(__package__).joinpath(AIRPASSENGERS).read_text()
-    return pd.to_datetime(pd.read_csv(io.StringIO(text))["Month"], format="%Y-%m")
+    return pd.DatetimeIndex(pd.to_datetime(pd.read_csv(io.StringIO(text))["Month"], format="%Y-%m"))
 
 
 def load_series(path, column: str) -> np.ndarray:
