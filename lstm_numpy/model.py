@@ -142,12 +142,10 @@ def head_loss_and_grads(params: Params, h: np.ndarray, Y: np.ndarray, task: str)
         dh[-1] = dout @ params.W_y
         return float(loss), dh, dW_y, db_y
     logp = log_softmax(out)                                     # (B, T, Y)
-    picked = np.take_along_axis(logp, Y[..., None], axis=-1)    # (B, T, 1)
-    loss = -picked.mean()
+    one_hot = np.eye(out.shape[-1], dtype=params.dtype)[Y]      # (B, T, Y)
+    loss = -np.sum(logp * one_hot) / (B * (T1 - 1))
     # backprop softmax cross-entropy: softmax - one_hot, over the B*T terms of the mean
-    dout = np.exp(logp)
-    np.put_along_axis(dout, Y[..., None], np.take_along_axis(dout, Y[..., None], axis=-1) - 1.0, axis=-1)
-    dout /= B * (T1 - 1)
+    dout = (np.exp(logp) - one_hot) / (B * (T1 - 1))
     dout_tm = dout.transpose(1, 0, 2)                           # (T, B, Y)
     dW_y = dout_tm.reshape(-1, dout.shape[-1]).T @ h[1:].reshape(-1, H)
     db_y = dout_tm.reshape(-1, dout.shape[-1]).sum(axis=0)
@@ -172,7 +170,7 @@ def loss_only(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> float:
     out = head_forward(params, h, task)
     if task == "regression":
         return float(np.mean((out - Y) ** 2))
-    return float(-np.take_along_axis(log_softmax(out), Y[..., None], axis=-1).mean())
+    return float(-np.take_along_axis(log_softmax(out), Y[..., None], axis=-1).mean())  # mean over B, T
 
 
 def predict(params: Params, X: np.ndarray, task: str = "regression") -> np.ndarray:

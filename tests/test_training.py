@@ -48,14 +48,14 @@ def test_clipping_bounds_every_step():
 
 
 def test_training_lowers_the_loss_substantially():
-    # Measured: seed 1.103 -> 0.957 after 50 epochs (ln 3 = 1.099 is chance);
-    # light 1.056 -> 0.685 after 50 epochs.
+    # Measured (init seed 0, default lr): seed 1.103 -> 0.957 after 50 epochs (ln 3 = 1.099 is chance);
+    # light (lr 0.2) 1.085 -> 0.337 after 50 epochs.
     seed = make_workload("seed", epochs=50)
     h = L.train(L.init_params(*seed.sizes, seed=0), seed.data, seed.config)
     assert h.train_loss[0] > 1.09 and h.train_loss[-1] < 0.97
     light = make_workload("light", epochs=50)
     h = L.train(L.init_params(*light.sizes, seed=0), light.data, light.config)
-    assert h.train_loss[0] > 1.0 and h.train_loss[-1] < 0.72
+    assert h.train_loss[0] > 1.0 and h.train_loss[-1] < 0.4
 
 
 def test_same_seed_same_history_bitwise_and_another_seed_differs():
