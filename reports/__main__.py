@@ -1,0 +1,6 @@
+"""``python -m reports``: build the course report (see reports/build.py)."""
+import sys
+
+from .build import main
+
+sys.exit(main())
