@@ -404,7 +404,6 @@ def phase_breakdown(module, params, workload, median_epoch: float) -> dict:
 def run_backend(status: BackendStatus, workload, params, progress: Progress, compiled: set,
                 breakdown: bool) -> tuple[dict, object]:
     """Train one backend on the workload and measure it; returns (result dict, History)."""
-    from lstm_numpy.errors import NonFiniteLossError
     module, name = status.module, status.name
     epochs = workload.config.epochs
     timed = not status.simulator
@@ -416,11 +415,8 @@ def run_backend(status: BackendStatus, workload, params, progress: Progress, com
         progress.note("compiled")
     rss_before = peak_rss_bytes()
     cpu_before = os.times()
-    try:
-        history = module.train(params, workload.data, workload.config,
-                               progress=lambda epoch, seconds: progress.epoch(epoch, epochs))
-    except NonFiniteLossError as exc:
-        raise NonFiniteLossError(f"{name}: {exc}", exc.epoch, exc.minibatch) from None
+    history = module.train(params, workload.data, workload.config,
+                           progress=lambda epoch, seconds: progress.epoch(epoch, epochs))
     cpu_after = os.times()
     stats = dict(history.stats)
     median = float(np.median(history.epoch_seconds)) if timed else None
@@ -650,6 +646,7 @@ def check_threads(threads: int | None) -> None:
 def run(args, say, progress: Progress) -> int:
     """Everything after option parsing; returns the exit code (UserError and non-finite losses propagate)."""
     import lstm_numpy
+    from lstm_numpy.errors import NonFiniteLossError
     from reports.machine import describe_machine, matmul_gflops
     from reports.resultfiles import SCHEMA, results_stem, write_results
 
@@ -676,8 +673,12 @@ def run(args, say, progress: Progress) -> int:
             if args.sweep is not None:
                 progress.begin(name)
                 progress.note(f"sweep point {label}")
-            results[name], histories[name] = run_backend(census[name], workload, params, progress, compiled,
-                                                         breakdown=args.sweep is None)
+            try:
+                results[name], histories[name] = run_backend(census[name], workload, params, progress, compiled,
+                                                             breakdown=args.sweep is None)
+            except NonFiniteLossError as exc:
+                where = f" at {label}" if args.sweep is not None else ""
+                raise NonFiniteLossError(f"{name}{where}: {exc}", exc.epoch, exc.minibatch) from None
         derived_rates(results, workload, matmul, args.dtype)
         mismatches += compare_with_reference(results, histories, args.dtype, label)
         shapes = workload.shapes
@@ -736,6 +737,10 @@ def run(args, say, progress: Progress) -> int:
     return exit_code
 
 
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
 def main(argv=None) -> int:
     """Run the harness with these command-line options; return the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -757,7 +762,7 @@ def main(argv=None) -> int:
     try:
         if args.cuda_simulator:
             enable_cuda_simulator()
-        return run(args, say, Progress(sys.stdout.isatty() and not args.quiet))
+        return run(args, say, Progress(stdout_is_terminal() and not args.quiet))
     except UserError as exc:
         print(f"run_comparison.py: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
