@@ -282,3 +282,19 @@ def test_progress_is_silent_off_a_terminal_and_with_quiet(tmp_path, monkeypatch,
     assert "..." not in quiet and quiet.startswith("VERDICT")
     assert run(["--backends", "numpy", "--epochs", "2"], tmp_path) == 0
     assert "numpy: epoch 1/1 done" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag", [[], ["--cuda-simulator"]])
+def test_cuda_simulator_flag_is_set_before_numba_is_imported(flag, tmp_path, monkeypatch):
+    """In a fresh process (this one imported Numba long ago): the flag alone turns the simulator on."""
+    import subprocess
+    monkeypatch.delenv("NUMBA_ENABLE_CUDASIM", raising=False)
+    code = ("import sys, run_comparison as r; r.MATMUL_N = 64; "
+            f"sys.exit(r.main({['--backends', 'numpy', '--epochs', '1', '--quiet', '--out', str(tmp_path)] + flag!r}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=run_comparison.default_out_dir().parent.parent)
+    assert done.returncode == 0, done.stderr
+    [json_path] = results_in(tmp_path, ".json")
+    document = resultfiles.read_results(json_path)
+    assert document["machine"]["cuda_simulator"] is bool(flag)
+    assert document["config"]["cuda_simulator"] is bool(flag)
