@@ -50,6 +50,7 @@ MATMUL_N = 2048              # the reference matmul's size (tests shrink it)
 PROGRESS_AFTER_S = 3.0       # progress lines start once a backend's run has taken this long
 BREAKDOWN_BUDGET_S = 2.0     # aim for about this much time per timed phase
 BREAKDOWN_MAX_REPEATS = 5
+BREAKDOWN_SKIP_S = 60.0      # no breakdown when one epoch takes longer (it costs three more epochs)
 DEVICE_STATS = ("device", "compute_capability", "device_memory_bytes", "launches_per_epoch",
                 "h2d_per_epoch", "d2h_per_epoch", "kernel_version")
 EXIT_OK, EXIT_DISAGREE, EXIT_USAGE, EXIT_DIVERGED = 0, 1, 2, 3
@@ -391,13 +392,14 @@ def phase_breakdown(module, params, workload, median_epoch: float) -> dict:
             start = time.perf_counter()
             trainer.run_epoch(order, phase)     # returns host losses: a GPU is synchronised here
             times[phase].append(time.perf_counter() - start)
-    upto = {phase: float(np.median(seconds)) for phase, seconds in times.items()}
+    forward, backward, update = (np.array(times[phase]) for phase in PHASES)
     start = time.perf_counter()
     trainer.host_params()
     download = time.perf_counter() - start
-    return {"forward_seconds": upto["forward"],
-            "backward_seconds": max(upto["backward"] - upto["forward"], 0.0),
-            "update_seconds": max(upto["update"] - upto["backward"], 0.0),
+    # Medians of the differences within each interleaved repeat; noise can make one slightly negative.
+    return {"forward_seconds": float(np.median(forward)),
+            "backward_seconds": max(float(np.median(backward - forward)), 0.0),
+            "update_seconds": max(float(np.median(update - backward)), 0.0),
             "setup_seconds": setup, "host_params_seconds": download, "repeats": repeats}
 
 
@@ -431,9 +433,11 @@ def run_backend(status: BackendStatus, workload, params, progress: Progress, com
         "peak_rss_bytes": peak_rss_bytes(), "peak_rss_growth_bytes": peak_rss_bytes() - rss_before,
         "device_memory_bytes": stats.get("device_memory_bytes"),
         "is_device": any(key in stats for key in ("h2d_per_epoch", "d2h_per_epoch", "device")),
-        "stats": stats, "breakdown": None, "agrees": None, "mismatch": None,
+        "stats": stats, "breakdown": None, "breakdown_skipped": None, "agrees": None, "mismatch": None,
     }
-    if timed and breakdown:
+    if timed and breakdown and median > BREAKDOWN_SKIP_S:
+        result["breakdown_skipped"] = f"an epoch takes {median:.0f} s, over {BREAKDOWN_SKIP_S:.0f} s"
+    elif timed and breakdown:
         progress.note("timing the forward, backward and update phases")
         result["breakdown"] = phase_breakdown(module, params, workload, median)
         parts = result["breakdown"]
@@ -508,17 +512,18 @@ def print_loss_log(workload, results: dict, dtype: str) -> None:
                                       for r in results.values()))
 
 
-def print_timing(results: dict, matmul: dict, dtype: str) -> None:
+def print_timing(results: dict, matmul: dict, dtype: str, machine: dict | None = None) -> None:
+    w = max(12, max(len(name) for name in results) + 2)
     print()
     print(f"Timing ({dtype}; median epoch of the training run; user/sys CPU seconds per epoch; "
           f"speedup = numpy / backend; efficiency = speedup / threads):")
-    print(f"{'backend':<12}{'threads':>8}{'compile s':>11}{'epoch s':>11}{'user s':>9}{'sys s':>9}"
+    print(f"{'backend':<{w}}{'threads':>8}{'compile s':>11}{'epoch s':>11}{'user s':>9}{'sys s':>9}"
           f"{'speedup':>9}{'eff/thr':>9}{'samples/s':>11}{'GFLOP/s':>9}{'% matmul':>10}{'peak RSS':>10}")
     for name, r in results.items():
         if not r["timed"]:
-            print(f"{name:<12}  runs on Numba's CUDA simulator: losses checked, no timing claims")
+            print(f"{name:<{w}}  runs on Numba's CUDA simulator: losses checked, no timing claims")
             continue
-        print(f"{name:<12}{_fmt(r['threads'], 'd'):>8}{_fmt(r['compile_seconds'], '.3f'):>11}"
+        print(f"{name:<{w}}{_fmt(r['threads'], 'd'):>8}{_fmt(r['compile_seconds'], '.3f'):>11}"
               f"{r['median_epoch_seconds']:>11.4g}{r['user_seconds_per_epoch']:>9.3g}{r['sys_seconds_per_epoch']:>9.3g}"
               f"{_fmt(r['speedup'], '.2f'):>9}{_fmt(r['parallel_efficiency'], '.2f'):>9}"
               f"{r['samples_per_second']:>11.4g}{r['gflops']:>9.3g}{_fmt(r['fraction_of_matmul'], '.2%'):>10}"
@@ -528,27 +533,35 @@ def print_timing(results: dict, matmul: dict, dtype: str) -> None:
         print()
         print("Epoch breakdown (seconds, median of repeats; forward includes the validation pass; "
               "setup and host_params happen once per run; h2d+d2h = both, for device backends):")
-        print(f"{'backend':<12}{'forward':>10}{'backward':>10}{'update':>10}{'setup':>10}{'host_params':>13}"
+        print(f"{'backend':<{w}}{'forward':>10}{'backward':>10}{'update':>10}{'setup':>10}{'host_params':>13}"
               f"{'h2d+d2h':>10}{'repeats':>9}")
         for name, b, _ in rows:
-            print(f"{name:<12}{b['forward_seconds']:>10.4g}{b['backward_seconds']:>10.4g}{b['update_seconds']:>10.4g}"
+            print(f"{name:<{w}}{b['forward_seconds']:>10.4g}{b['backward_seconds']:>10.4g}{b['update_seconds']:>10.4g}"
                   f"{b['setup_seconds']:>10.3g}{b['host_params_seconds']:>13.3g}"
                   f"{_fmt(b['transfer_seconds'], '.3g'):>10}{b['repeats']:>9}")
     devices = [(name, r) for name, r in results.items() if r["is_device"]]
     if devices:
         print()
-        print(f"{'backend':<12}{'device':<28}{'cc':>6}{'memory':>12}{'launches/ep':>13}{'h2d/ep':>8}"
+        print(f"{'backend':<{w}}{'device':<28}{'cc':>6}{'memory':>12}{'launches/ep':>13}{'h2d/ep':>8}"
               f"{'d2h/ep':>8}{'kernel':>8}")
         for name, r in devices:
             s = r["stats"]
             memory = s.get("device_memory_bytes")
             device = str(s.get("device") or "?") + (" (simulator)" if r["simulator"] else "")
-            print(f"{name:<12}{device:<28}{str(s.get('compute_capability') or '-'):>6}"
+            print(f"{name:<{w}}{device:<28}{str(s.get('compute_capability') or '-'):>6}"
                   f"{_fmt(memory and memory / 2**20, '.1f'):>8} MiB{_fmt(s.get('launches_per_epoch'), 'd'):>13}"
                   f"{_fmt(s.get('h2d_per_epoch'), 'd'):>8}{_fmt(s.get('d2h_per_epoch'), 'd'):>8}"
                   f"{str(s.get('kernel_version') or '-'):>8}")
-    if matmul:
+    if machine:
+        numba_info, env = machine["numba"], machine["thread_environment"]
+        blas = (machine.get("blas") or {}).get("name") or "?"
         print()
+        print(f"Machine: {machine['cpu_model']}; {machine['logical_cores']} logical cores "
+              f"({machine['physical_cores'] or '?'} physical, {machine['usable_cores']} usable); Numba "
+              f"{numba_info['num_threads']} threads, threading layer {numba_info['threading_layer'] or 'not started'}; "
+              f"NumPy BLAS {blas} (OMP_NUM_THREADS={env['OMP_NUM_THREADS'] or 'unset'})"
+              + ("; CUDA simulator on" if machine["cuda_simulator"] else ""))
+    if matmul:
         print(f"Reference: NumPy {matmul['n']}x{matmul['n']} matmul {matmul['float64_gflops']:.1f} GFLOP/s float64, "
               f"{matmul['float32_gflops']:.1f} GFLOP/s float32 (the '% matmul' column divides by the {dtype} rate).")
 
@@ -664,6 +677,11 @@ def run(args, say, progress: Progress) -> int:
         say(f"added the numpy reference to compare {', '.join(args.backends)} with.")
 
     matmul = matmul_gflops(MATMUL_N) if any(not census[n].simulator for n in names) else None
+    if matmul and REFERENCE in names:
+        worst = max(epoch_flops(w.shapes, w.config.task) for _, _, w in points) / (matmul[f"{args.dtype}_gflops"] * 1e9)
+        if worst > 60:
+            say(f"note: the numpy reference needs at least {worst:.0f} s per epoch here (at the matmul rate); "
+                f"--epochs 1 or smaller sizes keep the run short.")
     compiled: set = set()
     runs, mismatches = [], []
     for label, sweep_value, workload in points:
@@ -703,11 +721,12 @@ def run(args, say, progress: Progress) -> int:
     epochs = points[0][2].config.epochs
     line = verdict_line(names, mismatches, args.dtype, epochs, census)
     print(line, flush=True)
+    cuda_stats = next((r["stats"] for run in runs for r in run["results"].values() if r["is_device"]), None)
+    machine = describe_machine(cuda_stats)
     if args.sweep is None:
-        say(lambda: print_timing(runs[0]["results"], matmul, args.dtype))
+        say(lambda: print_timing(runs[0]["results"], matmul, args.dtype, machine))
     exit_code = EXIT_DISAGREE if mismatches else EXIT_OK
 
-    cuda_stats = next((r["stats"] for run in runs for r in run["results"].values() if r["is_device"]), None)
     first = points[0][2]
     document = {
         "schema": SCHEMA, "created": datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -723,7 +742,7 @@ def run(args, say, progress: Progress) -> int:
                    "cuda_simulator": args.cuda_simulator,
                    "sweep": {"param": args.sweep[0], "values": args.sweep[1]} if args.sweep else None,
                    "train_config": dataclasses.asdict(first.config)},
-        "machine": describe_machine(cuda_stats),
+        "machine": machine,
         "reference_matmul": matmul,
         "availability": {n: {"available": s.reason is None, "reason": s.reason, "skip": s.skip,
                              "selected": s.selected, "simulator": s.simulator, "describe": s.describe}

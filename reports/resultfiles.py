@@ -47,9 +47,11 @@ seconds, *_per_epoch means averaged over the epochs of the training run:
               speedup (numpy median / this median), threads: int | null,
               parallel_efficiency (speedup / threads, CPU backends only) | null,
               samples_per_second, gflops, fraction_of_matmul (gflops / reference_matmul of the dtype),
-              peak_rss_bytes (process peak so far), device_memory_bytes | null,
+              peak_rss_bytes (process peak so far), peak_rss_growth_bytes (how much this backend's run
+              raised that peak), device_memory_bytes | null, is_device: bool (stats name a device or transfers),
               breakdown: {forward_seconds, backward_seconds, update_seconds, setup_seconds,
                           host_params_seconds, transfer_seconds | null, repeats} | null,
+              breakdown_skipped: str | null (why there is no breakdown: an epoch over 60 s),
               agrees: bool | null (null for the reference), mismatch: str | null,
               stats: {...} the backend's own facts (threads, threading_layer; device,
                      compute_capability, kernel_version, launches_per_epoch, h2d_per_epoch,
