@@ -39,7 +39,7 @@ seconds, *_per_epoch means averaged over the epochs of the training run:
     run = {label: str, sweep_value: int | null,
            workload: {name, task, shapes: {N_train, N_valid, T, D, H, Y, B}, epochs, lr,
                       flops_per_epoch, flops_per_training_step},
-           results: {backend: result}}
+           results: {backend: result}, failed: {backend: traceback str} (backends that raised)}
 
     result = {backend, simulator: bool, timed: bool (false on the simulator: no timing claims),
               train_loss: [float] per epoch, valid_loss: [float] per epoch, epoch_seconds: [float],

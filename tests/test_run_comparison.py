@@ -298,3 +298,16 @@ def test_cuda_simulator_flag_is_set_before_numba_is_imported(flag, tmp_path, mon
     document = resultfiles.read_results(json_path)
     assert document["machine"]["cuda_simulator"] is bool(flag)
     assert document["config"]["cuda_simulator"] is bool(flag)
+
+
+def test_a_backend_that_crashes_fails_the_verdict_and_the_others_still_run(tmp_path, monkeypatch, capsys):
+    def broken_train(params, data, config, progress=None):
+        raise IndexError("kernel wrote out of bounds")
+    add_fake_backend(monkeypatch, "broken", train=broken_train)
+    add_fake_backend(monkeypatch, "fine")
+    assert run(["--backends", "broken,fine", "--epochs", "1"], tmp_path) == 1
+    captured = capsys.readouterr()
+    assert "VERDICT: FAIL" in captured.out and "kernel wrote out of bounds" in captured.err
+    document = resultfiles.read_results(results_in(tmp_path, ".json")[0])
+    assert "IndexError" in document["runs"][0]["failed"]["broken"]
+    assert document["runs"][0]["results"]["fine"]["agrees"] is True
