@@ -169,11 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
                       for name, (task, H, B, lr, epochs, N, T) in DEFAULTS.items())
     parser = OneSentenceParser(
         prog="run_comparison.py",
-        description="Train every backend on one workload, check that their losses agree with the NumPy "
+        description="Train every backend on one workload, check that their losses agree with the NumPy\n"
                     "reference, time them, and write JSON and CSV results.",
         epilog=f"workload defaults (an option overrides them):\n{table}\n\n"
-               "exit codes: 0 all backends agree, 1 a backend disagrees with the reference, 2 bad input, "
-               "3 training produced a non-finite loss.",
+               "exit codes: 0 all backends agree, 1 a backend disagrees with the reference,\n"
+               "2 bad input, 3 training produced a non-finite loss.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
     add("--workload", choices=WORKLOADS, default="seed",
