@@ -416,10 +416,10 @@ def run_backend(status: BackendStatus, workload, params, progress: Progress, com
         compiled.add(name)
         progress.note("compiled")
     rss_before = peak_rss_bytes()
-    cpu_before = os.times()
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)   # every thread of the process, microseconds
     history = module.train(params, workload.data, workload.config,
                            progress=lambda epoch, seconds: progress.epoch(epoch, epochs))
-    cpu_after = os.times()
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     stats = dict(history.stats)
     median = float(np.median(history.epoch_seconds)) if timed else None
     result = {
@@ -427,8 +427,8 @@ def run_backend(status: BackendStatus, workload, params, progress: Progress, com
         "train_loss": list(history.train_loss), "valid_loss": list(history.valid_loss),
         "epoch_seconds": list(history.epoch_seconds) if timed else None,
         "median_epoch_seconds": median, "compile_seconds": compile_s,
-        "user_seconds_per_epoch": (cpu_after.user - cpu_before.user) / epochs if timed else None,
-        "sys_seconds_per_epoch": (cpu_after.system - cpu_before.system) / epochs if timed else None,
+        "user_seconds_per_epoch": (cpu_after.ru_utime - cpu_before.ru_utime) / epochs if timed else None,
+        "sys_seconds_per_epoch": (cpu_after.ru_stime - cpu_before.ru_stime) / epochs if timed else None,
         "threads": stats.get("threads"),
         "peak_rss_bytes": peak_rss_bytes(), "peak_rss_growth_bytes": peak_rss_bytes() - rss_before,
         "device_memory_bytes": stats.get("device_memory_bytes"),
