@@ -1,0 +1,186 @@
+"""What machine a result was measured on (DESIGN.md section 7), and its reference matmul rate.
+
+    describe_machine(cuda_stats=None) -> dict      CPU model and cores, thread settings, Numba's
+                                                   threading layer, library versions, BLAS, GPUs,
+                                                   whether the CUDA simulator is on
+    matmul_gflops(n=2048, repeats=3) -> dict       NumPy's n x n matmul rate in float64 and float32
+
+Every field is plain JSON (str, int, float, bool, None, lists, dicts). A fact that
+cannot be found is None, never a guess. Nothing here imports Numba before the caller
+has had the chance to set NUMBA_ENABLE_CUDASIM.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+LIBRARIES = ("numpy", "numba", "numba-cuda", "llvmlite", "pandas", "cuda-bindings", "pytest-benchmark")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
+                    "NUMBA_THREADING_LAYER", "NUMBA_ENABLE_CUDASIM", "CUDA_VISIBLE_DEVICES")
+
+
+def cpu_model() -> str | None:
+    """The CPU's marketing name (Linux /proc/cpuinfo, else platform.processor())."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def physical_cores() -> int | None:
+    """Distinct (package, core) pairs in /proc/cpuinfo; None where that file does not say."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    cores = set()
+    for block in text.split("\n\n"):
+        fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        if "core id" in fields:
+            cores.add((fields.get("physical id"), fields["core id"]))
+    return len(cores) or None
+
+
+def usable_cores() -> int | None:
+    """The cores this process may run on (its affinity mask), which a container may limit."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count()
+
+
+def memory_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def library_versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def blas() -> dict | None:
+    """NumPy's BLAS (name and version) as numpy.show_config reports it."""
+    try:
+        config = np.show_config(mode="dicts")
+        found = config["Build Dependencies"]["blas"]
+        return {"name": found.get("name"), "version": found.get("version")}
+    except Exception:   # older NumPy has no mode="dicts"; the BLAS is then simply not recorded
+        return None
+
+
+def numba_threads() -> dict:
+    """Numba's thread count and threading layer (the one in use once a parallel kernel has run)."""
+    try:
+        import numba
+    except ImportError:
+        return {"num_threads": None, "max_threads": None, "threading_layer": None, "threading_layer_requested": None}
+    try:
+        layer = numba.threading_layer()
+    except ValueError:      # no parallel kernel has run in this process yet
+        layer = None
+    return {"num_threads": numba.get_num_threads(), "max_threads": numba.config.NUMBA_NUM_THREADS,
+            "threading_layer": layer, "threading_layer_requested": numba.config.THREADING_LAYER}
+
+
+def cuda_simulator_on() -> bool:
+    if "numba" in sys.modules:
+        import numba.core.config
+        return bool(numba.core.config.ENABLE_CUDASIM)
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+
+
+def nvidia_gpus() -> list[dict]:
+    """GPUs that nvidia-smi lists (name, compute capability, memory, driver); [] without one."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    query = "name,compute_cap,memory.total,driver_version"
+    try:
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 4:
+            name, cc, mem_mib, driver = parts
+            gpus.append({"name": name, "compute_capability": cc,
+                         "memory_bytes": int(float(mem_mib) * 2**20) if mem_mib.replace(".", "").isdigit() else None,
+                         "driver": driver})
+    return gpus
+
+
+def describe_machine(cuda_stats: dict | None = None) -> dict:
+    """The machine's facts for a results file.
+
+    cuda_stats: the CUDA backend's stats from this run (device, compute_capability,
+    simulator), when it ran; they say which device the timings come from.
+    """
+    cuda_stats = cuda_stats or {}
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_model": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "physical_cores": physical_cores(),
+        "usable_cores": usable_cores(),
+        "memory_bytes": memory_bytes(),
+        "numba": numba_threads(),
+        "thread_environment": {name: os.environ.get(name) for name in THREAD_VARIABLES},
+        "libraries": library_versions(),
+        "blas": blas(),
+        "cuda_simulator": cuda_simulator_on(),
+        "gpus": nvidia_gpus(),
+        "cuda_device": {key: cuda_stats.get(key) for key in ("device", "compute_capability", "simulator")}
+                       if cuda_stats else None,
+    }
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 3) -> dict:
+    """NumPy's n x n matmul rate, the machine's reference GFLOP/s: one warm-up, then the median of repeats.
+
+    One product costs 2 n^3 floating-point operations. Returns
+    {"n", "repeats", "float64_gflops", "float32_gflops", "float64_seconds", "float32_seconds"}.
+    """
+    result = {"n": n, "repeats": repeats}
+    rng = np.random.default_rng(0)
+    for dtype in ("float64", "float32"):
+        a = rng.standard_normal((n, n)).astype(dtype)
+        b = rng.standard_normal((n, n)).astype(dtype)
+        a @ b                                          # warm-up: page faults, BLAS thread start
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - start)
+        seconds = float(np.median(times))
+        result[f"{dtype}_seconds"] = seconds
+        result[f"{dtype}_gflops"] = 2.0 * n**3 / seconds / 1e9
+    return result

@@ -1,0 +1,199 @@
+"""Results files of run_comparison.py: naming, atomic writing, reading, and the JSON schema.
+
+Every run writes two files into ``reports/results/`` (or ``--out``), with one stem:
+
+    <YYYY-MM-DD_HHMMSS>_<host>_<workload>[-<k>].json     everything, the file a report is built from
+    <YYYY-MM-DD_HHMMSS>_<host>_<workload>[-<k>].csv      one row per (sweep value, backend, epoch)
+
+Each file is written to a temporary file in the same folder and then linked into its
+name, which fails rather than replaces when the name exists: an earlier run is never
+overwritten (a second run in the same second gets the suffix ``-2``, ``-3``...) and a
+reader never sees half a file. Non-finite numbers are written as null.
+
+JSON schema (``"schema": "parallel-lstm/run_comparison/1"``); seconds are wall-clock
+seconds, *_per_epoch means averaged over the epochs of the training run:
+
+    schema            str
+    created           str, ISO 8601 local time with offset
+    argv              [str]   the command-line options as given
+    exit_code         int     0 agree, 1 a backend disagrees with the reference
+    verdict           {agree: bool, line: str, reference: "numpy", dtype: str, rtol: float,
+                       compared: [backend], mismatches: [{backend, label, message}]}
+    config            the exact configuration: {workload, backends, epochs, lr, batch_size, hidden,
+                       seq_len, samples, dtype, threads, seed, kernel_version, data, column,
+                       cuda_simulator, sweep: {param, values} | null, train_config: TrainConfig fields}
+    machine           reports.machine.describe_machine(): {hostname, platform, machine, cpu_model,
+                       logical_cores, physical_cores, usable_cores, memory_bytes,
+                       numba: {num_threads, max_threads, threading_layer, threading_layer_requested},
+                       thread_environment: {VAR: value}, libraries: {name: version}, blas,
+                       cuda_simulator: bool, gpus: [{name, compute_capability, memory_bytes, driver}],
+                       cuda_device: {device, compute_capability, simulator} | null}
+    reference_matmul  {n, repeats, float64_gflops, float32_gflops, float64_seconds, float32_seconds}
+    availability      {backend: {available: bool, reason: str | null (why it cannot run here),
+                                 skip: str | null (why a default run left it out), selected: bool,
+                                 simulator: bool, describe: {...}}}   every registered backend
+    runs              [run]   one per sweep value; a run without --sweep has exactly one
+    sweep             null | {param, values: [int], median_epoch_seconds: {backend: [float | null]},
+                              slopes: {backend: float | null}}   slope of log(time) against log(size)
+
+    run = {label: str, sweep_value: int | null,
+           workload: {name, task, shapes: {N_train, N_valid, T, D, H, Y, B}, epochs, lr,
+                      flops_per_epoch, flops_per_training_step},
+           results: {backend: result}, failed: {backend: traceback str} (backends that raised)}
+
+    result = {backend, simulator: bool, timed: bool (false on the simulator: no timing claims),
+              train_loss: [float] per epoch, valid_loss: [float] per epoch, epoch_seconds: [float],
+              median_epoch_seconds, compile_seconds, user_seconds_per_epoch, sys_seconds_per_epoch,
+              speedup (numpy median / this median), threads: int | null,
+              parallel_efficiency (speedup / threads, CPU backends only) | null,
+              samples_per_second, gflops, fraction_of_matmul (gflops / reference_matmul of the dtype),
+              peak_rss_bytes (process peak so far), peak_rss_growth_bytes (how much this backend's run
+              raised that peak), device_memory_bytes | null, is_device: bool (stats name a device or transfers),
+              breakdown: {forward_seconds, backward_seconds, update_seconds, setup_seconds,
+                          host_params_seconds, transfer_seconds | null, repeats} | null,
+              breakdown_skipped: str | null (why there is no breakdown: an epoch over 60 s),
+              agrees: bool | null (null for the reference), mismatch: str | null,
+              stats: {...} the backend's own facts (threads, threading_layer; device,
+                     compute_capability, kernel_version, launches_per_epoch, h2d_per_epoch,
+                     d2h_per_epoch, device_memory_bytes, simulator)}
+
+Timing fields are null where ``timed`` is false. ``read_results(path)`` loads and checks a file.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import socket
+import tempfile
+from datetime import datetime
+
+import numpy as np
+
+SCHEMA = "parallel-lstm/run_comparison/1"
+
+CSV_COLUMNS = (
+    "label", "sweep_param", "sweep_value", "workload", "task", "N_train", "N_valid", "T", "D", "H", "Y", "B",
+    "dtype", "backend", "simulator", "epoch", "train_loss", "valid_loss", "epoch_seconds",
+    "median_epoch_seconds", "compile_seconds", "user_seconds_per_epoch", "sys_seconds_per_epoch",
+    "speedup", "threads", "parallel_efficiency", "samples_per_second", "gflops", "fraction_of_matmul",
+    "peak_rss_bytes", "device_memory_bytes", "agrees",
+)
+
+
+def jsonable(value):
+    """Plain JSON values: NumPy scalars and arrays converted, non-finite floats as None."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, np.dtype):
+        return str(value)
+    return repr(value)
+
+
+def csv_rows(document: dict) -> list[dict]:
+    """One row per (run, backend, epoch), every per-backend summary repeated on its rows."""
+    rows = []
+    sweep_param = (document.get("sweep") or {}).get("param")
+    dtype = document["config"]["dtype"]
+    for run in document["runs"]:
+        workload = run["workload"]
+        for name, result in run["results"].items():
+            for epoch, (train, valid) in enumerate(zip(result["train_loss"], result["valid_loss"])):
+                seconds = result["epoch_seconds"][epoch] if result.get("epoch_seconds") else None
+                row = {"label": run["label"], "sweep_param": sweep_param, "sweep_value": run["sweep_value"],
+                       "workload": workload["name"], "task": workload["task"], **workload["shapes"],
+                       "dtype": dtype, "backend": name, "epoch": epoch, "train_loss": train,
+                       "valid_loss": valid, "epoch_seconds": seconds}
+                for column in CSV_COLUMNS:
+                    if column not in row:
+                        row[column] = result.get(column)
+                rows.append(row)
+    return rows
+
+
+def _csv_text(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else
+                             repr(row[k]) if isinstance(row.get(k), float) else row[k]) for k in CSV_COLUMNS})
+    return buffer.getvalue()
+
+
+def results_stem(workload: str, when: datetime | None = None, host: str | None = None) -> str:
+    """<date_time>_<host>_<workload>, with the host reduced to file-name-safe characters."""
+    when = when or datetime.now()
+    host = re.sub(r"[^A-Za-z0-9._-]+", "-", host or socket.gethostname()).strip("-.") or "host"
+    return f"{when:%Y-%m-%d_%H%M%S}_{host}_{workload}"
+
+
+def _publish(path: str, text: str) -> None:
+    """Write text to a temporary file next to path, then give it its name; FileExistsError if taken."""
+    folder = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)          # atomic, and never replaces an existing file
+        except FileExistsError:
+            raise
+        except OSError:                 # a file system without hard links: check, then rename
+            if os.path.exists(path):
+                raise FileExistsError(path) from None
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_results(out_dir: str, stem: str, document: dict) -> tuple[str, str]:
+    """Write <stem>.json and <stem>.csv into out_dir, never over an earlier run's files.
+
+    Returns the two paths written.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    document = jsonable(document)
+    json_text = json.dumps(document, indent=1, allow_nan=False) + "\n"
+    csv_text = _csv_text(csv_rows(document))
+    for k in range(1, 10_000):
+        name = stem if k == 1 else f"{stem}-{k}"
+        json_path = os.path.join(out_dir, name + ".json")
+        csv_path = os.path.join(out_dir, name + ".csv")
+        if os.path.exists(json_path) or os.path.exists(csv_path):
+            continue
+        try:
+            _publish(json_path, json_text)
+        except FileExistsError:         # another run took the name just now
+            continue
+        _publish(csv_path, csv_text)
+        return json_path, csv_path
+    raise FileExistsError(f"no free results file name for {stem} in {out_dir}")
+
+
+def read_results(path) -> dict:
+    """Load a JSON results file and check it is one of ours."""
+    with open(path, encoding="utf-8") as handle:
+        document = json.load(handle)
+    if document.get("schema") != SCHEMA:
+        raise ValueError(f"{path} is not a run_comparison results file of schema {SCHEMA}.")
+    return document

@@ -1,0 +1,313 @@
+"""The harness (run_comparison.py): help, bad input, results files, the verdict, sweeps, progress.
+
+Every run here uses the numpy reference or fake backends put into the registry by the
+test, on the seed workload for one or two epochs, with the reference matmul shrunk, so
+the file stays fast and does not depend on the Numba backends being finished.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import lstm_numpy
+import run_comparison
+from data import make_workload
+from lstm_numpy.backends import BACKENDS
+from lstm_numpy.errors import NonFiniteLossError
+from reports import resultfiles
+
+EVERY_OPTION = ("--workload", "--backends", "--cuda-simulator", "--epochs", "--lr", "--batch-size", "--hidden",
+                "--seq-len", "--samples", "--dtype", "--threads", "--seed", "--kernel-version", "--data",
+                "--column", "--sweep", "--out", "--quiet")
+
+
+@pytest.fixture(autouse=True)
+def fast_harness(monkeypatch):
+    """A small reference matmul and one repeat per phase: the numbers are not what these tests check."""
+    monkeypatch.setattr(run_comparison, "MATMUL_N", 64)
+    monkeypatch.setattr(run_comparison, "BREAKDOWN_MAX_REPEATS", 1)
+
+
+def add_fake_backend(monkeypatch, name, *, perturb=0.0, reason=None, stats=None, describe=None, train=None):
+    """Register a backend that trains with the reference, then scales its training losses by (1 + perturb)."""
+    module = types.ModuleType(f"fake_backend_{name}")
+
+    def fake_train(params, data, config, progress=None):
+        history = lstm_numpy.train(params, data, config, progress)
+        history.train_loss = [loss * (1.0 + perturb) for loss in history.train_loss]
+        history.stats = dict(stats or {})
+        return history
+
+    module.train = train or fake_train
+    module.make_trainer = lstm_numpy.make_trainer
+    module.is_available = lambda: reason
+    module.describe = lambda: dict(describe or {"backend": name})
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(BACKENDS, name, module.__name__)
+
+
+def run(argv, out_dir=None):
+    argv = list(argv) + (["--out", str(out_dir)] if out_dir is not None else [])
+    return run_comparison.main(argv)
+
+
+def results_in(folder, suffix):
+    return sorted(p for p in folder.iterdir() if p.suffix == suffix)
+
+
+def test_help_lists_every_option_with_its_default(capsys):
+    assert run_comparison.main(["--help"]) == 0
+    text = capsys.readouterr().out
+    for option in EVERY_OPTION:
+        assert option in text
+    for action in run_comparison.build_parser()._actions:
+        if action.dest != "help":
+            assert "default" in action.help, action.dest
+    assert "exit codes" in text and "seed" in text
+
+
+@pytest.fixture
+def csv_files(tmp_path):
+    good = tmp_path / "good.csv"
+    good.write_text("v\n" + "\n".join(str(100 + (k % 12) * 3 + k) for k in range(144)) + "\n")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("v\n1\n2\nthree\n4\n")
+    return {"{good}": str(good), "{bad}": str(bad), "{missing}": str(tmp_path / "missing.csv")}
+
+
+BAD_OPTIONS = [
+    ["--epochs", "0"], ["--epochs", "-3"], ["--epochs", "two"], ["--lr", "0"], ["--lr", "nan"], ["--lr", "-0.1"],
+    ["--batch-size", "0"], ["--hidden", "0"], ["--seq-len", "0"], ["--samples", "-5"], ["--threads", "0"],
+    ["--threads", "100000"], ["--seed", "-1"], ["--kernel-version", "0"], ["--dtype", "float16"],
+    ["--workload", "huge"], ["--backends", "torch"], ["--backends", ","], ["--no-such-option"],
+    ["--data", "{missing}", "--column", "v"], ["--data", "{good}"], ["--column", "v"],
+    ["--data", "{good}", "--column", "nope"], ["--data", "{bad}", "--column", "v"],
+    ["--workload", "seed", "--samples", "100"], ["--workload", "seed", "--seq-len", "5"],
+    ["--workload", "light", "--seq-len", "200"], ["--workload", "heavy", "--data", "{good}", "--column", "v"],
+    ["--sweep", "hidden"], ["--sweep", "width=1,2"], ["--sweep", "hidden=8"], ["--sweep", "hidden=8,x"],
+    ["--sweep", "hidden=8,0"], ["--sweep", "hidden=8,16", "--hidden", "8"], ["--sweep", "samples=8,16"],
+    ["--sweep", "seq-len=4,8"], ["--out", "{good}"], ["--backends", "unavailable"],
+]
+
+
+@pytest.mark.parametrize("options", BAD_OPTIONS, ids=" ".join)
+def test_bad_option_is_one_sentence_exit_2_and_writes_nothing(options, csv_files, tmp_path, monkeypatch, capsys):
+    add_fake_backend(monkeypatch, "unavailable", reason="it needs a device this machine lacks")
+    options = [csv_files.get(o, o) for o in options]
+    out_dir = tmp_path / "results"
+    if "--out" not in options:
+        options += ["--out", str(out_dir)]
+    assert run_comparison.main(options + ["--epochs", "1"] * ("--epochs" not in options)) == 2
+    captured = capsys.readouterr()
+    message = captured.err.strip()
+    assert len(message.splitlines()) == 1 and message.endswith("."), message
+    assert "Traceback" not in captured.err
+    assert not out_dir.exists()
+
+
+def test_end_to_end_run_writes_json_and_csv_with_the_machine(tmp_path, capsys):
+    assert run(["--backends", "numpy", "--epochs", "2"], tmp_path) == 0
+    out = capsys.readouterr().out
+    [json_path], [csv_path] = results_in(tmp_path, ".json"), results_in(tmp_path, ".csv")
+    assert json_path.stem == csv_path.stem and json_path.stem.endswith("_seed")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
+
+    document = resultfiles.read_results(json_path)
+    machine = document["machine"]
+    for key in ("hostname", "cpu_model", "logical_cores", "usable_cores", "numba", "libraries", "cuda_simulator",
+                "gpus", "thread_environment"):
+        assert key in machine
+    assert machine["libraries"]["numpy"] == np.__version__
+    assert "threading_layer" in machine["numba"]
+    assert document["config"]["workload"] == "seed" and document["config"]["epochs"] == 2
+    assert document["config"]["train_config"]["lr"] == 0.1
+    assert document["verdict"]["agree"] and document["exit_code"] == 0
+    assert document["reference_matmul"]["float64_gflops"] > 0
+
+    [only_run] = document["runs"]
+    assert only_run["workload"]["shapes"] == {"N_train": 59, "N_valid": 7, "T": 11, "D": 3, "H": 50, "Y": 3, "B": 7}
+    result = only_run["results"]["numpy"]
+    workload = make_workload("seed", epochs=2)
+    expected = lstm_numpy.train(lstm_numpy.init_params(*workload.sizes, seed=0), workload.data, workload.config)
+    assert result["train_loss"] == expected.train_loss and result["valid_loss"] == expected.valid_loss
+    assert result["median_epoch_seconds"] > 0 and result["compile_seconds"] >= 0
+    assert result["speedup"] == 1.0 and result["gflops"] > 0 and result["peak_rss_bytes"] > 0
+    assert set(result["breakdown"]) >= {"forward_seconds", "backward_seconds", "update_seconds", "transfer_seconds"}
+
+    with open(csv_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert [float(r["train_loss"]) for r in rows] == expected.train_loss
+    assert rows[0]["backend"] == "numpy" and rows[0]["workload"] == "seed" and rows[0]["H"] == "50"
+
+    assert "Loss log" in out and "Timing" in out and "Epoch breakdown" in out
+    assert f"{expected.train_loss[1]:.12g}" in out and f"{expected.valid_loss[1]:.12g}" in out
+    assert str(json_path) in out
+
+
+def test_default_out_dir_and_two_runs_never_overwrite(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_comparison, "default_out_dir", lambda: tmp_path)
+    monkeypatch.setattr(resultfiles, "results_stem", lambda workload, when=None, host=None: f"same_{workload}")
+    assert run(["--backends", "numpy", "--epochs", "1", "--quiet"]) == 0
+    first = (tmp_path / "same_seed.json").read_text()
+    assert run(["--backends", "numpy", "--epochs", "1", "--quiet", "--lr", "0.05"]) == 0
+    assert (tmp_path / "same_seed.json").read_text() == first
+    second = json.loads((tmp_path / "same_seed-2.json").read_text())
+    assert second["config"]["lr"] == 0.05 and (tmp_path / "same_seed-2.csv").exists()
+
+
+def test_write_results_keeps_an_existing_file(tmp_path):
+    (tmp_path / "stem.csv").write_text("an earlier run\n")
+    document = {"config": {"dtype": "float64"}, "runs": [], "sweep": None, "x": float("nan")}
+    json_path, csv_path = resultfiles.write_results(str(tmp_path), "stem", document)
+    assert json_path.endswith("stem-2.json") and csv_path.endswith("stem-2.csv")
+    assert (tmp_path / "stem.csv").read_text() == "an earlier run\n"
+    assert json.loads((tmp_path / "stem-2.json").read_text())["x"] is None
+
+
+def test_a_backend_that_disagrees_fails_the_run(tmp_path, monkeypatch, capsys):
+    add_fake_backend(monkeypatch, "drifting", perturb=1e-7)
+    assert run(["--backends", "drifting", "--epochs", "2"], tmp_path) == 1
+    out = capsys.readouterr().out
+    verdict = [line for line in out.splitlines() if line.startswith("VERDICT")]
+    assert len(verdict) == 1 and "FAIL" in verdict[0] and "drifting epoch 0 train loss" in verdict[0]
+    [json_path] = results_in(tmp_path, ".json")
+    document = resultfiles.read_results(json_path)
+    assert document["exit_code"] == 1 and not document["verdict"]["agree"]
+    assert document["runs"][0]["results"]["drifting"]["agrees"] is False
+    assert list(document["runs"][0]["results"]) == ["numpy", "drifting"]   # the reference was added
+
+
+def test_the_tolerance_follows_the_dtype(tmp_path, monkeypatch, capsys):
+    """A relative drift of 1e-7 fails float64's 1e-10 (above) but passes float32's 1e-4."""
+    add_fake_backend(monkeypatch, "drifting", perturb=1e-7)
+    assert run(["--backends", "numpy,drifting", "--epochs", "1", "--dtype", "float32", "--quiet"], tmp_path) == 0
+    assert "PASS" in capsys.readouterr().out
+
+
+def test_agreeing_cpu_and_device_backends(tmp_path, monkeypatch, capsys):
+    add_fake_backend(monkeypatch, "cpuish", stats={"threads": 2, "threading_layer": "workqueue"})
+    add_fake_backend(monkeypatch, "gpuish", stats={"device": "Fake GPU", "compute_capability": "9.0",
+                                                   "launches_per_epoch": 40, "h2d_per_epoch": 0,
+                                                   "d2h_per_epoch": 1, "device_memory_bytes": 2**20,
+                                                   "kernel_version": 2})
+    assert run(["--backends", "cpuish,gpuish", "--epochs", "2"], tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "VERDICT: PASS" in out and "Fake GPU" in out
+    results = resultfiles.read_results(results_in(tmp_path, ".json")[0])["runs"][0]["results"]
+    cpu, gpu = results["cpuish"], results["gpuish"]
+    assert cpu["parallel_efficiency"] == pytest.approx(cpu["speedup"] / 2)
+    assert gpu["parallel_efficiency"] is None and gpu["breakdown"]["transfer_seconds"] is not None
+    assert results["numpy"]["breakdown"]["transfer_seconds"] is None
+
+
+def test_simulator_backends_are_opt_in_and_never_timed(tmp_path, monkeypatch, capsys):
+    add_fake_backend(monkeypatch, "simulated", describe={"simulator": True})
+    names, census = run_comparison.select_backends(None, use_simulator=False)
+    assert "simulated" not in names and "--cuda-simulator" in census["simulated"].skip
+    assert "simulated" in run_comparison.select_backends(None, use_simulator=True)[0]
+    assert run(["--epochs", "1", "--backends", "simulated"], tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "no timing claims" in out
+    [json_path] = results_in(tmp_path, ".json")
+    result = resultfiles.read_results(json_path)["runs"][0]["results"]["simulated"]
+    assert result["simulator"] and not result["timed"] and result["median_epoch_seconds"] is None
+    assert result["agrees"] is True
+
+
+def test_default_run_skips_unavailable_backends_with_the_reason(monkeypatch, capsys):
+    names, census = run_comparison.select_backends(None, use_simulator=False)
+    assert names[0] == "numpy"
+    for name, status in census.items():
+        assert (name in names) == (status.reason is None and status.skip is None)
+    add_fake_backend(monkeypatch, "absent", reason="no such device here")
+    names, census = run_comparison.select_backends(None, use_simulator=False)
+    assert "absent" not in names and census["absent"].reason == "no such device here"
+
+
+def test_a_stub_package_is_reported_as_not_implemented(monkeypatch):
+    module = types.ModuleType("fake_stub")
+    monkeypatch.setitem(sys.modules, "fake_stub", module)
+    monkeypatch.setitem(BACKENDS, "stub", "fake_stub")
+    status = run_comparison.backend_status("stub")
+    assert "does not export" in status.reason and "train" in status.reason
+
+
+def test_non_finite_loss_stops_with_a_clear_message(tmp_path, monkeypatch, capsys):
+    def diverging_train(params, data, config, progress=None):
+        raise NonFiniteLossError("training diverged: the loss of epoch 1, minibatch 3 is not finite; "
+                                 "lower the learning rate or set clip_norm.", 1, 3)
+    add_fake_backend(monkeypatch, "diverging", train=diverging_train)
+    assert run(["--backends", "diverging", "--epochs", "2", "--quiet"], tmp_path) == 3
+    err = capsys.readouterr().err
+    assert "diverging" in err and "epoch 1, minibatch 3" in err
+    assert not tmp_path.exists() or not list(tmp_path.iterdir())
+
+
+def test_a_sweep_of_two_sizes_fits_a_slope(tmp_path, capsys):
+    assert run(["--backends", "numpy", "--epochs", "1", "--sweep", "hidden=4,16"], tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "slope" in out and "VERDICT" in out
+    document = resultfiles.read_results(results_in(tmp_path, ".json")[0])
+    sweep = document["sweep"]
+    assert sweep["param"] == "hidden" and sweep["values"] == [4, 16]
+    assert isinstance(sweep["slopes"]["numpy"], float)
+    assert [run["workload"]["shapes"]["H"] for run in document["runs"]] == [4, 16]
+    assert len(results_in(tmp_path, ".csv")) == 1
+
+
+def test_fit_slope_recovers_a_power_law():
+    assert run_comparison.fit_slope([10, 20, 40], [0.5, 2.0, 8.0]) == pytest.approx(2.0)
+    assert run_comparison.fit_slope([10, 20], [None, None]) is None
+
+
+def test_flop_count_by_hand():
+    # T=2, B=3, D=1, H=4, Y=1: gates 2*T*B*4H*(D+H) = 2*2*3*16*5 = 960, head 2*B*H*Y = 24, times 3.
+    assert run_comparison.training_flops(2, 3, 1, 4, 1, "regression") == 3 * (960 + 24)
+    assert run_comparison.training_flops(2, 3, 1, 4, 1, "classification") == 3 * (960 + 48)
+
+
+def test_progress_is_silent_off_a_terminal_and_with_quiet(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(run_comparison, "PROGRESS_AFTER_S", 0.0)
+    assert run(["--backends", "numpy", "--epochs", "2"], tmp_path) == 0
+    assert "..." not in capsys.readouterr().out
+    monkeypatch.setattr(run_comparison, "stdout_is_terminal", lambda: True)
+    assert run(["--backends", "numpy", "--epochs", "2", "--quiet"], tmp_path) == 0
+    quiet = capsys.readouterr().out
+    assert "..." not in quiet and quiet.startswith("VERDICT")
+    assert run(["--backends", "numpy", "--epochs", "2"], tmp_path) == 0
+    assert "numpy: epoch 1/1 done" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag", [[], ["--cuda-simulator"]])
+def test_cuda_simulator_flag_is_set_before_numba_is_imported(flag, tmp_path, monkeypatch):
+    """In a fresh process (this one imported Numba long ago): the flag alone turns the simulator on."""
+    import subprocess
+    monkeypatch.delenv("NUMBA_ENABLE_CUDASIM", raising=False)
+    code = ("import sys, run_comparison as r; r.MATMUL_N = 64; "
+            f"sys.exit(r.main({['--backends', 'numpy', '--epochs', '1', '--quiet', '--out', str(tmp_path)] + flag!r}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=run_comparison.default_out_dir().parent.parent)
+    assert done.returncode == 0, done.stderr
+    [json_path] = results_in(tmp_path, ".json")
+    document = resultfiles.read_results(json_path)
+    assert document["machine"]["cuda_simulator"] is bool(flag)
+    assert document["config"]["cuda_simulator"] is bool(flag)
+
+
+def test_a_backend_that_crashes_fails_the_verdict_and_the_others_still_run(tmp_path, monkeypatch, capsys):
+    def broken_train(params, data, config, progress=None):
+        raise IndexError("kernel wrote out of bounds")
+    add_fake_backend(monkeypatch, "broken", train=broken_train)
+    add_fake_backend(monkeypatch, "fine")
+    assert run(["--backends", "broken,fine", "--epochs", "1"], tmp_path) == 1
+    captured = capsys.readouterr()
+    assert "VERDICT: FAIL" in captured.out and "kernel wrote out of bounds" in captured.err
+    document = resultfiles.read_results(results_in(tmp_path, ".json")[0])
+    assert "IndexError" in document["runs"][0]["failed"]["broken"]
+    assert document["runs"][0]["results"]["fine"]["agrees"] is True
