@@ -166,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     table = "\n".join(f"  {name:6} {task:14} H={H:<4} B={B:<4} lr={lr:<4} epochs={epochs}"
                       + (f" samples={N}" if N else "") + (f" seq-len={T}" if T else "")
-                      for name, (task, H, B, lr, epochs, N, T) in DEFAULTS.items())
+                      + (f" forget-bias={fb}" if fb else "")
+                      for name, (task, H, B, lr, epochs, N, T, fb) in DEFAULTS.items())
     parser = OneSentenceParser(
         prog="run_comparison.py",
         description="Train every backend on one workload, check that their losses agree with the NumPy\n"
@@ -210,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
              "slope of epoch time against size (default: no sweep)")
     add("--out", metavar="DIR", default=None,
         help=f"folder for the JSON and CSV results (default: reports/results/ of this checkout)")
+    add("--report", action="store_true",
+        help="after the run, build the course report (figures and REPORT.md in reports/) from the newest "
+             "results files in the results folder and a 5-seed forecast run, as python -m reports does "
+             "(default: off)")
     add("--quiet", action="store_true",
         help="print only the verdict line and the results files (default: loss log, tables and, on a "
              "terminal, progress)")
@@ -688,7 +693,7 @@ def run(args, say, progress: Progress) -> int:
     compiled: set = set()
     runs, mismatches = [], []
     for label, sweep_value, workload in points:
-        params = lstm_numpy.init_params(*workload.sizes, seed=workload.config.seed, dtype=args.dtype)
+        params = workload.initial_params(args.dtype)
         results, histories, failed = {}, {}, {}
         where = f" at {label}" if args.sweep is not None else ""
         for name in names:
@@ -793,7 +798,11 @@ def main(argv=None) -> int:
     try:
         if args.cuda_simulator:
             enable_cuda_simulator()
-        return run(args, say, Progress(stdout_is_terminal() and not args.quiet))
+        code = run(args, say, Progress(stdout_is_terminal() and not args.quiet))
+        if args.report and code == EXIT_OK:
+            from reports.build import build_report
+            say(f"report: {build_report(default_out_dir().parent, args.out or default_out_dir())}")
+        return code
     except UserError as exc:
         print(f"run_comparison.py: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

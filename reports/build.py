@@ -52,8 +52,13 @@ def machine_line(document: dict) -> str:
     m = document["machine"]
     gpu = m.get("cuda_device") or {}
     gpu_text = f", GPU {gpu['device']} (cc {gpu['compute_capability']})" if gpu and not gpu.get("simulator") else ""
+    layer = m["numba"].get("threading_layer")
     return (f"{m.get('cpu_model', '?')}, {m.get('usable_cores', '?')} usable cores, "
-            f"{m['numba'].get('num_threads', '?')} Numba threads ({m['numba'].get('threading_layer', '?')}){gpu_text}")
+            f"{m['numba'].get('num_threads', '?')} Numba threads{f' ({layer} layer)' if layer else ''}{gpu_text}")
+
+
+def shapes_text(document: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in document["runs"][0]["workload"]["shapes"].items())
 
 
 def timed_results(document: dict) -> dict[str, dict]:
@@ -103,8 +108,8 @@ def scaling_figures(folder, documents: list[dict]) -> tuple[list[str], list[dict
                 continue
             slope = sweep["slopes"].get(backend)
             label = f"{backend} (slope {slope:.2f})" if slope is not None else backend
-            ax.plot(*zip(*points), label=label, **{k: v for k, v in figures.BACKEND_STYLES[backend].items()
-                                                  if k != "linewidth"})
+            style = {**figures.BACKEND_STYLES[backend], "linewidth": 2, "marker": "o"}
+            ax.plot(*zip(*points), label=label, **style)
         ax.set_xscale("log")
         ax.set_yscale("log")
         workload = document["config"]["workload"]
@@ -217,7 +222,7 @@ def report_markdown(latest, sweeps, runs, forecast_backend, overrides, written) 
         doc = latest["seed"]
         lines += ["Our backends on `seed` in the original's format (training epochs only; JIT compilation measured",
                   f"apart; efficiency = T_numpy / T_backend). Machine: {machine_line(doc)}; shapes "
-                  f"{doc['runs'][0]['workload']['shapes']}, dtype {doc['config']['dtype']}.", "",
+                  f"{shapes_text(doc)}, dtype {doc['config']['dtype']}.", "",
                   results_table(doc), ""]
     lines += ["The original project's published table (AirPassengers, 6 epochs, `%%time` around the whole call on a",
               "Colab GPU; quoted, not measured here):", "",
@@ -233,7 +238,7 @@ def report_markdown(latest, sweeps, runs, forecast_backend, overrides, written) 
     for workload in WORKLOAD_ORDER:
         if workload in latest and timed_results(latest[workload]):
             doc = latest[workload]
-            lines += [f"**{workload}** ({doc['runs'][0]['workload']['shapes']}, {doc['config']['dtype']}; "
+            lines += [f"**{workload}** ({shapes_text(doc)}, {doc['config']['dtype']}; "
                       f"NumPy 2048x2048 matmul: {doc['reference_matmul']['float64_gflops']:.1f} GFLOP/s float64, "
                       f"{doc['reference_matmul']['float32_gflops']:.1f} float32; machine: {machine_line(doc)})", "",
                       detail_table(doc), ""]

@@ -94,6 +94,7 @@ def loss_figure(folder, workload: str, losses: dict[str, dict[str, list[float]]]
         for backend, curves in losses.items():
             ax.plot(np.arange(len(curves[key])), curves[key], label=backend,
                     **BACKEND_STYLES.get(backend, dict(linestyle="-.")))
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set(title=f"{workload}: {title} loss", xlabel="epoch",
                ylabel="cross-entropy (nats)" if workload == "seed" else "mean squared error (scaled units)")
         ax.legend(fontsize=8)

@@ -133,7 +133,7 @@ def test_end_to_end_run_writes_json_and_csv_with_the_machine(tmp_path, capsys):
     assert only_run["workload"]["shapes"] == {"N_train": 59, "N_valid": 7, "T": 11, "D": 3, "H": 50, "Y": 3, "B": 7}
     result = only_run["results"]["numpy"]
     workload = make_workload("seed", epochs=2)
-    expected = lstm_numpy.train(lstm_numpy.init_params(*workload.sizes, seed=0), workload.data, workload.config)
+    expected = lstm_numpy.train(workload.initial_params(), workload.data, workload.config)
     assert result["train_loss"] == expected.train_loss and result["valid_loss"] == expected.valid_loss
     assert result["median_epoch_seconds"] > 0 and result["compile_seconds"] >= 0
     assert result["speedup"] == 1.0 and result["gflops"] > 0 and result["peak_rss_bytes"] > 0

@@ -50,7 +50,7 @@ def test_epoch(benchmark, statuses, backend, workload_name):
     sizes = UNTIMED if benchmark.disabled else TIMED
     workload = make_workload(workload_name, **sizes[workload_name])
     config = workload.config
-    params = lstm_numpy.init_params(*workload.sizes, seed=config.seed)
+    params = workload.initial_params()
     data = check_data(params, workload.data, config.task)
     order = epoch_orders(len(data.X_train), 1, config.seed)[0]
     trainer = status.module.make_trainer(params, data, config)
