@@ -43,3 +43,18 @@ def test_a_forecast_run_forecasts_the_test_months_in_passengers():
     assert run.metrics["one-step"]["RMSE"] == pytest.approx(np.sqrt(np.mean((run.one_step - actual) ** 2)))
     # Even an almost untrained model stays in the range of the series: the inverse transform is right.
     assert 200 < run.one_step.min() and run.one_step.max() < 800
+
+
+def test_the_backtest_scores_inside_the_pre_test_months(monkeypatch):
+    import reports.backtest as bt
+    seen = []
+    real = bt.make_workload
+
+    def spy(name, **kw):
+        seen.append(kw["series"].size)
+        return real(name, **kw)
+
+    monkeypatch.setattr(bt, "make_workload", spy)
+    one, rec, total = bt.backtest_score({"epochs": 2}, seeds=[0])
+    assert seen == [120], "the backtest must never see the 24 test months"
+    assert total == pytest.approx(one + rec) and one > 0 and rec > 0
