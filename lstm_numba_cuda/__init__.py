@@ -7,7 +7,7 @@ a version keeps its number for life. Per minibatch, T time steps:
        projection for all T as one tiled shared-memory matmul, per step a recurrent matmul
        and an elementwise gate kernel; backward: per step a gate-backward kernel and a
        matmul for dh; then matmuls/column sums for the weight gradients; loss, clip scale
-       and SGD as kernels.                          4T + 11 launches per minibatch
+       and SGD as kernels.                          4T + 10 launches per minibatch
     2  fused step kernels: one launch per step does the recurrent product, the gate
        activations and the state update (backward likewise), one fused head kernel, one
        weight-gradient pass after the time loop; loss, clip scale, SGD.  2T + 5 launches

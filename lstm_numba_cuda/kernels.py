@@ -32,10 +32,10 @@ from .device import simulator_enabled
 # correctness never depends on these (loops are derived from problem sizes; tests use sizes
 # that are not multiples of them), only speed does.
 SIM = simulator_enabled()
-TILE = 8 if SIM else 16                 # matmul tile edge (v1): TILE*TILE threads per block
-BLOCK = 32 if SIM else 128              # threads per block of elementwise kernels
-REDUCE_THREADS = 32 if SIM else 256     # threads of one-block reductions; a power of two
-PERSISTENT_THREADS = 32 if SIM else 256  # threads per sample block of the v3 persistent kernel
+TILE = 4 if SIM else 16                # matmul tile edge (v1): TILE*TILE threads per block
+BLOCK = 8 if SIM else 128               # threads per block of elementwise kernels
+REDUCE_THREADS = 8 if SIM else 256      # threads of one-block reductions; a power of two
+PERSISTENT_THREADS = 8 if SIM else 256  # threads per sample block of the v3 persistent kernel
 
 REGRESSION, CLASSIFICATION = 0, 1
 PHASE_FORWARD, PHASE_BACKWARD, PHASE_UPDATE = 0, 1, 2
