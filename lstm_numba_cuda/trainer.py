@@ -22,12 +22,13 @@ from lstm_numpy.training import PHASES, Dataset, TrainConfig, batch_bounds, chec
 from . import kernels as kern
 from .device import Launcher, device_facts, require_device
 
+# Numbered for life; how each runs and its launch counts: see the package docstring.
 KERNEL_VERSIONS = {
     1: "one kernel per operation per time step (tiled shared-memory matmuls, elementwise gate kernels)",
     2: "fused step kernels (recurrent product + activations + state update per launch), one weight-gradient pass",
     3: "persistent kernel (one block per sample runs forward + BPTT) + one gradient/norm/SGD launch",
 }
-DEFAULT_KERNEL_VERSION = 3
+DEFAULT_KERNEL_VERSION = 3   # fewest launches; not yet timed against v2 on a real GPU
 
 _FLOAT_TYPES = {np.dtype(np.float64): numba.float64, np.dtype(np.float32): numba.float32}
 
