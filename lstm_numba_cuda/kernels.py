@@ -35,7 +35,7 @@ SIM = simulator_enabled()
 TILE = 4 if SIM else 16                # matmul tile edge (v1): TILE*TILE threads per block
 BLOCK = 8 if SIM else 128               # threads per block of elementwise kernels
 REDUCE_THREADS = 8 if SIM else 256      # threads of one-block reductions; a power of two
-PERSISTENT_THREADS = 8 if SIM else 256  # threads per sample block of the v3 persistent kernel
+PERSISTENT_THREADS = 8 if SIM else 256  # default threads per sample block of the v3 persistent kernel
 
 REGRESSION, CLASSIFICATION = 0, 1
 PHASE_FORWARD, PHASE_BACKWARD, PHASE_UPDATE = 0, 1, 2
@@ -600,6 +600,7 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
         shared = cuda.shared.array(0, FT)
         b = cuda.blockIdx.x
         tid = cuda.threadIdx.x
+        nthreads = cuda.blockDim.x   # any block size is correct; loops stride by it
         H = W_hh.shape[1]
         D = W_ih.shape[1]
         Y = W_y.shape[0]
@@ -610,13 +611,13 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
         keep = mode >= 1
         valid_row = b < nrows
         n = order[off + b] if valid_row else 0
-        for k in range(tid, H, PERSISTENT_THREADS):
+        for k in range(tid, H, nthreads):
             hs[k] = ZERO
             cs[k] = ZERO
         loss = ZERO        # meaningful in thread 0
         cuda.syncthreads()
         for t in range(T):
-            for j in range(tid, 4 * H, PERSISTENT_THREADS):
+            for j in range(tid, 4 * H, nthreads):
                 zx = ZERO
                 for d in range(D):
                     zx += W_ih[j, d] * X[n, t, d]
@@ -629,7 +630,7 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
                 if keep and valid_row:
                     gates[t, b, j] = value
             cuda.syncthreads()
-            for k in range(tid, H, PERSISTENT_THREADS):
+            for k in range(tid, H, nthreads):
                 c_new = gs[H + k] * cs[k] + gs[k] * gs[2 * H + k]
                 tc = math.tanh(c_new)
                 h_new = gs[3 * H + k] * tc
@@ -641,7 +642,7 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
                     h[t + 1, b, k] = h_new
             cuda.syncthreads()
             if task == CLASSIFICATION or t == T - 1:
-                for y in range(tid, Y, PERSISTENT_THREADS):
+                for y in range(tid, Y, nthreads):
                     out_y = ZERO
                     for k in range(H):
                         out_y += hs[k] * W_y[y, k]
@@ -680,12 +681,12 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
             dhs = hs
             dcs = cs
             dzs = gs
-            for k in range(tid, H, PERSISTENT_THREADS):
+            for k in range(tid, H, nthreads):
                 dcs[k] = ZERO
             cuda.syncthreads()
             for t in range(T - 1, -1, -1):
                 has_head = task == CLASSIFICATION or t == T - 1
-                for k in range(tid, H, PERSISTENT_THREADS):
+                for k in range(tid, H, nthreads):
                     head = ZERO
                     if has_head and valid_row:
                         for y in range(Y):
@@ -698,7 +699,7 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
                             recurrent += dzs[j] * W_hh[j, k]
                         dhs[k] = head + recurrent
                 cuda.syncthreads()   # every thread has read dz[t+1] before it is overwritten
-                for k in range(tid, H, PERSISTENT_THREADS):
+                for k in range(tid, H, nthreads):
                     dh_t = dhs[k]
                     if valid_row:
                         gi = gates[t, b, k]
@@ -764,10 +765,11 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
                 g3[r, col] = value
             else:
                 g4[r] = value
+        cuda.threadfence()   # this thread's gradient entry visible to the last block before any ticket is taken
         block_total = block_sum(buf, square)
         if tid == 0:
             partial[cuda.blockIdx.x] = block_total
-            cuda.threadfence()   # gradients and partial visible before the ticket is taken
+            cuda.threadfence()
             ticket = cuda.atomic.add(counter, 0, 1)
             last[0] = 1 if ticket == cuda.gridDim.x - 1 else 0
         cuda.syncthreads()

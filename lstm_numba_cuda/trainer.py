@@ -122,8 +122,12 @@ class CudaTrainer:
         self.scale = cuda.device_array(1, self.dtype)      # clip scale of the current minibatch
         self.partial = cuda.device_array(_blocks(self.n_params, kern.REDUCE_THREADS), self.dtype)
         self.valid_rowloss = cuda.device_array(self.n_valid, self.dtype)
+        self.persistent_threads = kern.PERSISTENT_THREADS   # v3 is correct for any block size (tests vary it)
         self.workspaces: dict[int, Workspace] = {}
-        for size in set(np.diff(self.bounds).tolist()):
+        sizes = set(np.diff(self.bounds).tolist())
+        if self.version != 3:   # v1/v2 validate in chunks of batch_size rows
+            sizes |= set(np.diff(batch_bounds(self.n_valid, config.batch_size)).tolist())
+        for size in sorted(sizes):   # all allocated now, so no epoch pays for (or counts) an allocation
             self.workspace(size)
         self._epoch_begin()
         self.stats = {"kernel_version": self.version, **device_facts(),
@@ -277,7 +281,7 @@ class CudaTrainer:
                     row_off: int = 0) -> None:
         p = self.params
         shared_bytes = (6 * self.H + self.Y) * self.dtype.itemsize
-        self.launcher.launch(self.K.persistent, nrows, kern.PERSISTENT_THREADS, X, targets, order, off, nrows,
+        self.launcher.launch(self.K.persistent, nrows, self.persistent_threads, X, targets, order, off, nrows,
                              self.T, self.task, mode, *p, ws.gates, ws.c, ws.h, ws.tanh_c, ws.dz, ws.dout,
                              rowloss, row_off, shared_bytes=shared_bytes)
 
