@@ -6,8 +6,6 @@ and it refuses any host array passed to a kernel (residency is enforced, not hop
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from numba import cuda
 from numba.cuda.cudadrv.devicearray import is_cuda_ndarray
@@ -75,7 +73,9 @@ class Launcher:
 
     def launch(self, kernel, grid, block, *args, shared_bytes: int = 0):
         for position, arg in enumerate(args):
-            if isinstance(arg, np.ndarray) or (hasattr(arg, "__array__") and not is_cuda_ndarray(arg)):
+            host_array = isinstance(arg, np.ndarray) or (
+                hasattr(arg, "__array__") and not is_cuda_ndarray(arg) and np.ndim(arg) > 0)   # scalars are fine
+            if host_array:
                 raise TypeError(f"host array passed as argument {position} of kernel "
                                 f"{getattr(kernel, '__name__', kernel)}; upload it once with Launcher.to_device")
         kernel[grid, block, 0, shared_bytes](*args)
@@ -102,6 +102,3 @@ def cuda_version_string() -> str:
     except (ImportError, AttributeError):  # pragma: no cover - numba's bundled target
         return "bundled with numba"
 
-
-def simulator_requested() -> bool:
-    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")

@@ -201,7 +201,19 @@ def test_predict_matches_reference(version, task):
 
 # ---------------------------------------------------------------------------- whole training
 
-@pytest.mark.parametrize("task,clip_norm", [("regression", None), ("classification", 0.5)])
+def clip_scales_of_first_epoch(params, data, config):
+    """The reference's clip scale of each first-epoch minibatch at the initial parameters."""
+    order = epoch_orders(N_TRAIN, 1, config.seed)[0]
+    bounds = ref.batch_bounds(N_TRAIN, config.batch_size)
+    scales = []
+    for k in range(bounds.size - 1):
+        rows = order[bounds[k]:bounds[k + 1]]
+        _, grads = ref.loss_and_grads(params, data.X_train[rows], data.Y_train[rows], config.task)
+        scales.append(ref.training.clip_scale(grads, config.clip_norm))
+    return np.array(scales)
+
+
+@pytest.mark.parametrize("task,clip_norm", [("regression", None), ("classification", 0.2)])
 @pytest.mark.parametrize("version", VERSIONS)
 def test_training_matches_reference_float64(version, task, clip_norm):
     """Every epoch's train and valid loss and the final parameters within 1e-10 of the reference."""
@@ -210,6 +222,8 @@ def test_training_matches_reference_float64(version, task, clip_norm):
     params = ref.init_params(D_, H_, Y_, seed=1)
     config = ref.TrainConfig(task=task, epochs=2, lr=0.5, batch_size=BATCH, seed=3, clip_norm=clip_norm,
                              kernel_version=version)
+    if clip_norm is not None:   # make sure the clipping branch is really taken
+        assert (clip_scales_of_first_epoch(params, data, config) < 1).any()
     got, want = cu.train(params, data, config), ref.train(params, data, config)
     ref.assert_close("train_loss", np.array(got.train_loss), np.array(want.train_loss))
     ref.assert_close("valid_loss", np.array(got.valid_loss), np.array(want.valid_loss))
