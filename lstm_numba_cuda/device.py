@@ -6,11 +6,19 @@ and it refuses any host array passed to a kernel (residency is enforced, not hop
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from numba import cuda
+from numba.cuda.core.errors import NumbaPerformanceWarning
 from numba.cuda.cudadrv.devicearray import is_cuda_ndarray
 
 from lstm_numpy.errors import UserError
+
+# numba-cuda warns on every launch of fewer than 128 blocks. Ours are small on purpose: the
+# one-block deterministic reductions (loss, clip scale) and the tiny test sizes.
+LOW_OCCUPANCY = r"Grid size \d+ will likely result in GPU under-utilization due to low occupancy"
+LOW_OCCUPANCY_BLOCKS = 128
 
 NO_GPU_MESSAGE = ("no CUDA GPU was found (numba.cuda.is_available() is False); to run the numba_cuda backend "
                   "without a GPU, set NUMBA_ENABLE_CUDASIM=1 before starting Python to use Numba's CUDA simulator "
@@ -61,6 +69,8 @@ class Launcher:
 
     ``launch`` raises TypeError when an argument is a host NumPy array: on a real GPU
     Numba would silently copy it both ways (and only warn), on the simulator not even warn.
+    It silences exactly one warning, numba-cuda's low-occupancy one, for grids that are small
+    by design; the "Host array used in CUDA kernel" warning is never silenced.
     """
 
     def __init__(self):
@@ -78,7 +88,13 @@ class Launcher:
             if host_array:
                 raise TypeError(f"host array passed as argument {position} of kernel "
                                 f"{getattr(kernel, '__name__', kernel)}; upload it once with Launcher.to_device")
-        kernel[grid, block, 0, shared_bytes](*args)
+        blocks = int(np.prod(grid))
+        if blocks < LOW_OCCUPANCY_BLOCKS:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=LOW_OCCUPANCY, category=NumbaPerformanceWarning)
+                kernel[grid, block, 0, shared_bytes](*args)
+        else:
+            kernel[grid, block, 0, shared_bytes](*args)
         self.launches += 1
 
     def to_device(self, host: np.ndarray):

@@ -318,6 +318,13 @@ def test_launch_and_transfer_counts_per_epoch(version):
     assert stats["simulator"] == device.simulator_enabled()
 
 
+def test_launcher_silences_only_the_low_occupancy_warning():
+    """One-block reductions are deliberate; any other warning from a launch still surfaces (as an error here)."""
+    import re
+    assert re.match(device.LOW_OCCUPANCY, "Grid size 1 will likely result in GPU under-utilization due to low occupancy.")
+    assert not re.match(device.LOW_OCCUPANCY, "Host array used in CUDA kernel will incur copy overhead to/from device.")
+
+
 def test_launcher_refuses_host_arrays():
     """Residency: a host array handed to a kernel is an error, on the simulator too
     (which, unlike a GPU, does not even emit Numba's 'Host array used in CUDA kernel' warning)."""
@@ -332,10 +339,11 @@ def test_launcher_refuses_host_arrays():
 @needs_gpu
 @pytest.mark.parametrize("version", VERSIONS)
 def test_no_host_array_reaches_a_kernel_on_the_gpu(version):
-    """On a real GPU Numba warns when a kernel gets a host array; here that warning is an error."""
+    """On a real GPU Numba warns when a kernel gets a host array; here that warning is an error
+    (numba-cuda's own NumbaPerformanceWarning class, not numba.core's)."""
     import warnings
 
-    from numba.core.errors import NumbaPerformanceWarning
+    from numba.cuda.core.errors import NumbaPerformanceWarning
     rng = np.random.default_rng(70)
     data = make_dataset(rng, "regression")
     params = ref.init_params(D_, H_, Y_, seed=1)
@@ -343,6 +351,25 @@ def test_no_host_array_reaches_a_kernel_on_the_gpu(version):
         warnings.simplefilter("error", NumbaPerformanceWarning)
         trainer = CudaTrainer(params, data, ref.TrainConfig(batch_size=BATCH, kernel_version=version))
         trainer.run_epoch(epoch_orders(N_TRAIN, 1, 0)[0])
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("version", VERSIONS)
+def test_gpu_geometry_matches_reference(version, task, dtype):
+    """On a GPU the tiles and blocks are larger (TILE 16, BLOCK 128, 256-thread reductions):
+    sizes that cross them, and more parameters than one reduction block holds."""
+    rng = np.random.default_rng(80)
+    B, T, D, H, Y = 33, 3, 2, 130, 3
+    params = ref.init_params(D, H, Y, seed=3, dtype=dtype, forget_bias=0.5)
+    X, Yt = make_batch(rng, task, B, T, D, Y, dtype=dtype)
+    loss, grads = cu.loss_and_grads(params, X, Yt, task, kernel_version=version)
+    ref_loss, ref_grads = ref.loss_and_grads(params, X, Yt, task)
+    ref.assert_close("loss", loss, ref_loss)
+    for (name, value), (_, expected) in zip(grads.items(), ref_grads.items()):
+        ref.assert_close(name, value, expected)
 
 
 # ---------------------------------------------------------------------------- no GPU, describe, errors
@@ -369,6 +396,16 @@ def test_available_here_and_describe():
         assert key in facts, key
     assert facts["simulator"] == device.simulator_enabled()
     assert cu.DEFAULT_KERNEL_VERSION in cu.KERNEL_VERSIONS
+
+
+def test_bad_phase_and_order_are_user_errors():
+    rng = np.random.default_rng(90)
+    trainer = CudaTrainer(ref.init_params(D_, H_, Y_), make_dataset(rng, "regression"),
+                          ref.TrainConfig(batch_size=BATCH, kernel_version=3))
+    with pytest.raises(ref.UserError, match="unknown phase"):
+        trainer.run_epoch(np.arange(N_TRAIN), "sideways")
+    with pytest.raises(ref.UserError, match="order must have shape"):
+        trainer.run_epoch(np.arange(N_TRAIN - 1))
 
 
 def test_unknown_kernel_version_is_a_user_error():
