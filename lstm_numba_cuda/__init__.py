@@ -18,6 +18,9 @@ Kernel versions (``TrainConfig(kernel_version=N)``; ``loss_and_grads`` and ``pre
        memory); a second launch computes the weight gradients, the loss, the global norm and
        clip scale (deterministic last-block reduction) and applies SGD.  2 launches
        run: train(params, data, TrainConfig(...))   or kernel_version=3
+       Known costs, not yet measured on a GPU: every block re-reads W_hh (4H, H) each step
+       (no reuse across samples), the gradient pass sums T*B terms per parameter without
+       shared-memory tiling, and the SGD update runs in the last block alone.
     Per epoch on top: 1 epoch-begin launch, the validation forward (v3: 1 launch; v1/v2: per
     chunk of batch_size rows, 2T + 3 or T + 1) and 1 validation-loss launch; 1 h2d, 1 d2h.
 

@@ -55,6 +55,7 @@ def build_kernels(float_t) -> SimpleNamespace:
 
 def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable file
     ZERO, HALF, ONE, TWO = FT(0.0), FT(0.5), FT(1.0), FT(2.0)
+    NEG_INF = FT(-INF)   # typed constants keep float32 kernels free of float64 arithmetic
 
     # ------------------------------------------------------------------ device helpers
 
@@ -178,15 +179,15 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
         total_loss = block_sum(buf, part)
         total_sq = block_sum(buf, sumsq)
         if tid == 0:
-            loss = total_loss / denom
+            loss = total_loss / FT(denom)
             if status[0] == 0:
                 out[k] = loss
                 if stop_on_nonfinite != 0 and not is_finite(loss):
                     status[0] = 1
             norm = math.sqrt(total_sq)
             s = ONE
-            if has_clip != 0 and norm > clip_norm:
-                s = clip_norm / norm
+            if has_clip != 0 and norm > FT(clip_norm):
+                s = FT(clip_norm) / norm
             scale[0] = s
         cuda.syncthreads()
 
@@ -207,7 +208,7 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
         """a[:] = value for a 1-D array (caches are zeroed once, on the device)."""
         i = cuda.grid(1)
         if i < a.shape[0]:
-            a[i] = value
+            a[i] = FT(value)
 
     @cuda.jit
     def head_rows(h, W_y, b_y, targets, order, off, nrows, T, task, with_grad, dout, dh_head, rowloss, row_off):
@@ -232,11 +233,11 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
                     diff = out_y - targets[n, y]
                     loss += diff * diff
                     if with_grad != 0:
-                        dout[T - 1, b, y] = (TWO / (nrows * Y)) * diff
+                        dout[T - 1, b, y] = (TWO / FT(nrows * Y)) * diff
             else:
                 for t in range(T):
                     cls = int(targets[n, t])
-                    biggest = -INF
+                    biggest = NEG_INF
                     for y in range(Y):
                         logit = b_y[y]
                         for k in range(H):
@@ -261,7 +262,7 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
                             grad = math.exp(logp)
                             if y == cls:
                                 grad -= ONE
-                            dout[t, b, y] = grad / (nrows * T)
+                            dout[t, b, y] = grad / FT(nrows * T)
             rowloss[row_off + b] = loss
             if with_grad != 0:
                 for t in range(T):
@@ -283,7 +284,7 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
             t_first = T - 1 if task == REGRESSION else 0
             for t in range(t_first, T):
                 slot = 0 if task == REGRESSION else t
-                biggest = -INF
+                biggest = NEG_INF
                 for y in range(Y):
                     logit = ZERO
                     for k in range(H):
@@ -312,7 +313,7 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
             part += rowloss[i]
         total = block_sum(buf, part)
         if tid == 0:
-            loss = total / denom
+            loss = total / FT(denom)
             if status[0] == 0 or always != 0:
                 out[k] = loss
             if status[0] == 0 and stop_on_nonfinite != 0 and not is_finite(loss):
@@ -335,8 +336,8 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
         if tid == 0:
             norm = math.sqrt(total)
             s = ONE
-            if has_clip != 0 and norm > clip_norm:
-                s = clip_norm / norm
+            if has_clip != 0 and norm > FT(clip_norm):
+                s = FT(clip_norm) / norm
             scale[0] = s
 
     @cuda.jit
@@ -595,7 +596,7 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
         Dynamic shared memory (6H + Y floats): h_t, c_t and the step's gates (forward);
         the same space holds dh, dc and dz of step t+1 (backward).
         mode 0: loss only (validation, nothing cached); 1: also cache gates/c/h/tanh_c and
-        write dout (predict, forward phase); 2: also BPTT, writing dz for the gradient pass.
+        write dout (predict); 2: also BPTT, writing dz for the gradient pass.
         """
         shared = cuda.shared.array(0, FT)
         b = cuda.blockIdx.x
@@ -654,10 +655,10 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
                             diff = ls[y] - targets[n, y]
                             loss += diff * diff
                             if keep:
-                                dout[t, b, y] = (TWO / (nrows * Y)) * diff
+                                dout[t, b, y] = (TWO / FT(nrows * Y)) * diff
                     else:
                         cls = int(targets[n, t])
-                        biggest = -INF
+                        biggest = NEG_INF
                         for y in range(Y):
                             biggest = max(biggest, ls[y])
                         expsum = ZERO
@@ -672,7 +673,7 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
                                 grad = math.exp(logp)
                                 if y == cls:
                                     grad -= ONE
-                                dout[t, b, y] = grad / (nrows * T)
+                                dout[t, b, y] = grad / FT(nrows * T)
                 cuda.syncthreads()
         if tid == 0 and valid_row:
             rowloss[row_off + b] = loss

@@ -420,6 +420,22 @@ def test_backend_registry_and_reexports():
     assert cu.Params is ref.Params and cu.init_params is ref.init_params
 
 
+def test_every_kernel_compiles_for_a_real_gpu():
+    """The simulator never compiles the kernels; NVVM does, here without a GPU (in a subprocess:
+    this process has the simulator on). Skipped when no CUDA toolkit is installed."""
+    import os
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(cu.__file__)))
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0",
+           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-m", "lstm_numba_cuda.ptx_check"], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=root)
+    if done.returncode == 3:
+        pytest.skip(done.stderr.strip())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 of 38 kernel compilations failed" in done.stdout
+
+
 def test_gpu_check_refuses_to_time_the_simulator(tmp_path, capsys):
     if not device.simulator_enabled():
         pytest.skip("only meaningful on the simulator")
