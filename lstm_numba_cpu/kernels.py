@@ -1,0 +1,454 @@
+"""Numba parallel-CPU kernels of the LSTM: the reference's equations (lstm_numpy/model.py), hand-written.
+
+Letters: B batch, T time steps, D input features, H hidden units, Y outputs; G = 4H gate rows (i, f, g, o).
+
+Layouts are the reference cache's, time-major, with room for ``B_max`` rows (a minibatch uses rows 0..n_rows-1):
+
+    Xb (T, B_max, D)          the minibatch's inputs, gathered in the epoch's order
+    h, c (T+1, B_max, H)      h[0] = c[0] = 0; h[t] is the state step t starts from
+    gates (T, B_max, 4H)      pre-activations z, overwritten by the activated i, f, g, o
+    tanh_c (T, B_max, H)      tanh(c[t+1])
+    out (T, B_max, Y)         head outputs (regression uses only out[T-1]), then d loss / d out
+    dh (T, B_max, H)          the head's gradient on h[1..T]
+    dz (T, B_max, 4H)         gradient on the pre-activations
+
+Determinism (DESIGN.md section 5): every output element is computed by one thread, summing its terms in
+one fixed order (k ascending in products; t then b in weight gradients), so results do not depend on the
+thread count or on how rows are grouped. Parallel loops run over independent things: groups of batch
+rows in forward and BPTT (a group runs its whole time loop without meeting the other threads), blocks
+of rows of dW. No BLAS, no fastmath: sums keep their written order and are never reassociated.
+
+Versions (DESIGN.md section 6 numbering; one so far):
+    v1  row groups x whole time loop per prange iteration; ``accumulate`` is the only matmul.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+SERIAL = dict(cache=True, error_model="numpy")   # numpy error model: no ZeroDivision branch in loops
+PARALLEL = dict(SERIAL, parallel=True)
+N_TILE = 128          # outputs per tile in ``accumulate``: a tile of every row of ``out`` stays in L1
+REGRESSION, CLASSIFICATION = 0, 1
+FORWARD, BACKWARD, UPDATE = 0, 1, 2
+
+
+# ----------------------------------------------------------------------------- the one matmul
+
+@njit(**SERIAL)
+def accumulate(out, coeffs, M):
+    """out (R, N) += coeffs (R, K) @ M (K, N); each out[r, n] sums its K terms in ascending k.
+
+    k advances four at a time in one left-to-right expression, which performs the same additions
+    in the same order as one k at a time but loads and stores ``out`` once per four products. The
+    innermost loop runs over n (contiguous in ``out`` and ``M``), so SIMD lanes hold different
+    outputs and never split a sum. The four rows of M in use are reused by every row r from L1.
+    """
+    R, K = coeffs.shape
+    N = M.shape[1]
+    for n0 in range(0, N, N_TILE):
+        n1 = min(n0 + N_TILE, N)
+        k = 0
+        while k + 4 <= K:
+            m0, m1, m2, m3 = M[k], M[k + 1], M[k + 2], M[k + 3]
+            for r in range(R):
+                a0, a1, a2, a3 = coeffs[r, k], coeffs[r, k + 1], coeffs[r, k + 2], coeffs[r, k + 3]
+                o = out[r]
+                for n in range(n0, n1):
+                    o[n] = o[n] + a0 * m0[n] + a1 * m1[n] + a2 * m2[n] + a3 * m3[n]
+            k += 4
+        while k < K:
+            m0 = M[k]
+            for r in range(R):
+                a0 = coeffs[r, k]
+                o = out[r]
+                for n in range(n0, n1):
+                    o[n] = o[n] + a0 * m0[n]
+            k += 1
+
+
+# ----------------------------------------------------------------------------- the cell
+
+@njit(**SERIAL)
+def sigmoid(x, half):
+    """The reference's sigmoid, 0.5*tanh(0.5x)+0.5; ``half`` is 0.5 in the dtype of x."""
+    return half * np.tanh(half * x) + half
+
+
+@njit(**SERIAL)
+def gate_forward(z, c_prev, c_next, tanh_c, h_next):
+    """One row, one step. z (4H,) pre-activations -> activated i, f, g, o in place;
+    c_next = f*c_prev + i*g, tanh_c = tanh(c_next), h_next = o*tanh_c (all (H,))."""
+    H = c_prev.shape[0]
+    half = z.dtype.type(0.5)
+    for k in range(H):
+        i = sigmoid(z[k], half)
+        f = sigmoid(z[H + k], half)
+        g = np.tanh(z[2 * H + k])
+        o = sigmoid(z[3 * H + k], half)
+        z[k], z[H + k], z[2 * H + k], z[3 * H + k] = i, f, g, o
+        c = f * c_prev[k] + i * g
+        tc = np.tanh(c)
+        c_next[k] = c
+        tanh_c[k] = tc
+        h_next[k] = o * tc
+
+
+@njit(**SERIAL)
+def gate_backward(dh_head, dh_next, dc_next, c_prev, gates, tanh_c, dz):
+    """One row, one step, the mirror of ``gate_forward`` (same expressions as the reference).
+
+    dh_head, dh_next, dc_next, c_prev, tanh_c (H,); gates (4H,) activated; writes dz (4H,) and
+    replaces dc_next by the gradient reaching c_prev (dc * f).
+    """
+    H = c_prev.shape[0]
+    one = dz.dtype.type(1.0)
+    for k in range(H):
+        i, f, g, o = gates[k], gates[H + k], gates[2 * H + k], gates[3 * H + k]
+        tc = tanh_c[k]
+        dh = dh_head[k] + dh_next[k]
+        # backprop h = o * tanh(c)
+        do = dh * tc
+        dc = dc_next[k] + dh * o * (one - tc * tc)
+        # backprop c = f * c_prev + i * g
+        di = dc * g
+        dg = dc * i
+        df = dc * c_prev[k]
+        dc_next[k] = dc * f
+        # backprop the activations: sigma' = s(1-s), tanh' = 1-g^2
+        dz[k] = di * i * (one - i)
+        dz[H + k] = df * f * (one - f)
+        dz[2 * H + k] = dg * (one - g * g)
+        dz[3 * H + k] = do * o * (one - o)
+
+
+@njit(**SERIAL)
+def forward_rows(W_ihT, W_hhT, b, Xb, r0, r1, h, c, gates, tanh_c):
+    """Forward pass of rows r0..r1-1 over all T steps (layouts in the module docstring).
+
+    W_ihT (D, 4H), W_hhT (H, 4H) are the transposed weights, so that the 4H outputs are contiguous.
+    """
+    T = Xb.shape[0]
+    h[0, r0:r1] = 0
+    c[0, r0:r1] = 0
+    # The input projection does not depend on h: done for all T before the recurrence.
+    for t in range(T):
+        for r in range(r0, r1):
+            gates[t, r] = b
+        accumulate(gates[t, r0:r1], Xb[t, r0:r1], W_ihT)
+    for t in range(T):
+        accumulate(gates[t, r0:r1], h[t, r0:r1], W_hhT)      # z += h_{t-1} W_hh^T   (R, 4H)
+        for r in range(r0, r1):
+            gate_forward(gates[t, r], c[t, r], c[t + 1, r], tanh_c[t, r], h[t + 1, r])
+
+
+@njit(**SERIAL)
+def backward_rows(W_hh, dh, r0, r1, c, gates, tanh_c, dz, dh_next, dc_next):
+    """BPTT of rows r0..r1-1, t from T-1 down to 0. dh_next, dc_next (B_max, H) are scratch."""
+    T = dh.shape[0]
+    dh_next[r0:r1] = 0
+    dc_next[r0:r1] = 0
+    for t in range(T - 1, -1, -1):
+        for r in range(r0, r1):
+            gate_backward(dh[t, r], dh_next[r], dc_next[r], c[t, r], gates[t, r], tanh_c[t, r], dz[t, r])
+        if t > 0:
+            # backprop z = ... + W_hh h_prev: dh_next = dz W_hh   (R, H)
+            dh_next[r0:r1] = 0
+            accumulate(dh_next[r0:r1], dz[t, r0:r1], W_hh)
+
+
+@njit(**PARALLEL)
+def lstm_forward(W_ihT, W_hhT, b, Xb, n_rows, group, h, c, gates, tanh_c):
+    """Forward pass of rows 0..n_rows-1; each prange iteration runs ``group`` rows through all T."""
+    n_groups = (n_rows + group - 1) // group
+    for gi in prange(n_groups):
+        r0 = gi * group
+        forward_rows(W_ihT, W_hhT, b, Xb, r0, min(r0 + group, n_rows), h, c, gates, tanh_c)
+
+
+@njit(**PARALLEL)
+def lstm_backward(W_hh, dh, n_rows, group, c, gates, tanh_c, dz, dh_next, dc_next):
+    """BPTT of rows 0..n_rows-1 -> dz (T, B_max, 4H); each prange iteration owns ``group`` rows."""
+    n_groups = (n_rows + group - 1) // group
+    for gi in prange(n_groups):
+        r0 = gi * group
+        backward_rows(W_hh, dh, r0, min(r0 + group, n_rows), c, gates, tanh_c, dz, dh_next, dc_next)
+
+
+@njit(**PARALLEL)
+def lstm_weight_grads(Xb, h, dz, n_rows, block, dW_ih, dW_hh, db):
+    """dW_ih (4H, D) = sum over t, b of dz[t, b]^T x[t, b]; dW_hh (4H, H) likewise with h[t] (= h_{t-1});
+    db (4H,) = sum of dz. Each prange iteration owns ``block`` rows j and sums t-major, b ascending."""
+    T = dz.shape[0]
+    G = dz.shape[2]
+    n_blocks = (G + block - 1) // block
+    for bi in prange(n_blocks):
+        j0 = bi * block
+        j1 = min(j0 + block, G)
+        dW_ih[j0:j1] = 0
+        dW_hh[j0:j1] = 0
+        db[j0:j1] = 0
+        for t in range(T):
+            dz_t = dz[t, :n_rows, j0:j1].T                        # (J, B) coefficients
+            accumulate(dW_hh[j0:j1], dz_t, h[t, :n_rows])
+            accumulate(dW_ih[j0:j1], dz_t, Xb[t, :n_rows])
+            for j in range(j0, j1):
+                s = db[j]
+                for r in range(n_rows):
+                    s += dz[t, r, j]
+                db[j] = s
+
+
+# ----------------------------------------------------------------------------- the heads
+
+@njit(**PARALLEL)
+def head_outputs(W_y, b_y, h, n_rows, t_first, out):
+    """out[t, r] = W_y h[t+1, r] + b_y for t >= t_first (regression: t_first = T-1). out (T, B_max, Y)."""
+    T = out.shape[0]
+    Y, H = W_y.shape
+    for r in prange(n_rows):
+        for t in range(t_first, T):
+            for y in range(Y):
+                s = out.dtype.type(0.0)
+                for k in range(H):
+                    s += W_y[y, k] * h[t + 1, r, k]
+                out[t, r, y] = s + b_y[y]
+
+
+@njit(**SERIAL)
+def log_softmax(v):
+    """v (Y,) logits -> log-probabilities in place, as the reference: shifted - log(sum(exp(shifted)))."""
+    m = v[0]
+    for y in range(1, v.shape[0]):
+        m = max(m, v[y])
+    total = v.dtype.type(0.0)
+    for y in range(v.shape[0]):
+        v[y] = v[y] - m
+        total += np.exp(v[y])
+    lse = np.log(total)
+    for y in range(v.shape[0]):
+        v[y] = v[y] - lse
+
+
+@njit(**PARALLEL)
+def regression_loss(out, Yb, n_rows, row_loss):
+    """MSE on out[T-1] (B, Y) against Yb (B_max, Y): row_loss[r] = sum over y of diff^2, and
+    out[T-1] becomes d loss / d out = 2 diff / (B Y) (the loss is the mean over B and Y)."""
+    T = out.shape[0]
+    Y = out.shape[2]
+    scale = out.dtype.type(2.0 / (n_rows * Y))
+    for r in prange(n_rows):
+        total = 0.0
+        for y in range(Y):
+            diff = out[T - 1, r, y] - Yb[r, y]
+            total += diff * diff
+            out[T - 1, r, y] = scale * diff
+        row_loss[r] = total
+
+
+@njit(**PARALLEL)
+def classification_loss(out, Yb, n_rows, row_loss):
+    """Softmax cross-entropy of logits out (T, B, Y) against class ids Yb (B_max, T):
+    row_loss[r] = sum over t of -log p[target], and out becomes (softmax - one_hot) / (B T)."""
+    T = out.shape[0]
+    Y = out.shape[2]
+    count = out.dtype.type(n_rows * T)
+    one = out.dtype.type(1.0)
+    for r in prange(n_rows):
+        total = 0.0
+        for t in range(T):
+            v = out[t, r]
+            log_softmax(v)
+            target = np.int64(Yb[r, t])    # Yb is int64 here; the cast lets one epoch function serve both tasks
+            total -= v[target]
+            for y in range(Y):
+                v[y] = np.exp(v[y])
+            v[target] = v[target] - one
+            for y in range(Y):
+                v[y] = v[y] / count
+        row_loss[r] = total
+
+
+@njit(**PARALLEL)
+def head_backward(W_y, out, n_rows, t_first, dh):
+    """dh[t, r] = dout[t, r] W_y for t >= t_first, 0 before (no head there). dout = out (T, B_max, Y)."""
+    T = out.shape[0]
+    for r in prange(n_rows):
+        for t in range(t_first):
+            dh[t, r] = 0
+        for t in range(t_first, T):
+            dh[t, r] = 0
+            accumulate(dh[t, r:r + 1], out[t, r:r + 1], W_y)
+
+
+@njit(**SERIAL)
+def head_weight_grads(h, out, n_rows, t_first, dW_y, db_y):
+    """dW_y (Y, H) = sum over t >= t_first, b of dout[t, b]^T h[t+1, b]; db_y (Y,) = sum of dout.
+    Serial: Y H outputs are too few to share out."""
+    T = out.shape[0]
+    dW_y[:] = 0
+    db_y[:] = 0
+    for t in range(t_first, T):
+        accumulate(dW_y, out[t, :n_rows].T, h[t + 1, :n_rows])
+        for y in range(db_y.shape[0]):
+            s = db_y[y]
+            for r in range(n_rows):
+                s += out[t, r, y]
+            db_y[y] = s
+
+
+# ----------------------------------------------------------------------------- update
+
+@njit(**SERIAL)
+def sum_of_squares(a):
+    """sum of a*a over a C-contiguous array, in float64 and in index order (the reference adds
+    the per-array sums as Python floats; float64 keeps float32 runs within the reference's rounding)."""
+    flat = a.reshape(-1)
+    s = 0.0
+    for i in range(flat.size):
+        s += float(flat[i]) * float(flat[i])
+    return s
+
+
+@njit(**PARALLEL)
+def sgd_step(p, g, step):
+    """p -= step * g elementwise (C-contiguous arrays, step already in their dtype)."""
+    pf = p.reshape(-1)
+    gf = g.reshape(-1)
+    for i in prange(pf.size):
+        pf[i] = pf[i] - step * gf[i]
+
+
+@njit(**SERIAL)
+def sgd_update(params, grads, lr, clip_norm):
+    """params -= lr * scale * grads, scale = clip_norm / global norm when that exceeds clip_norm
+    (clip_norm <= 0: no clipping). params, grads: (W_ih, W_hh, b, W_y, b_y) tuples."""
+    W_ih, W_hh, b, W_y, b_y = params
+    dW_ih, dW_hh, db, dW_y, db_y = grads
+    scale = 1.0
+    if clip_norm > 0:
+        norm = np.sqrt(sum_of_squares(dW_ih) + sum_of_squares(dW_hh) + sum_of_squares(db)
+                       + sum_of_squares(dW_y) + sum_of_squares(db_y))
+        if norm > clip_norm:
+            scale = clip_norm / norm
+    step = W_ih.dtype.type(lr * scale)
+    sgd_step(W_ih, dW_ih, step)
+    sgd_step(W_hh, dW_hh, step)
+    sgd_step(b, db, step)
+    sgd_step(W_y, dW_y, step)
+    sgd_step(b_y, db_y, step)
+
+
+# ----------------------------------------------------------------------------- minibatch and epoch
+
+@njit(**SERIAL)
+def gather(X, Y, rows, Xb, Yb):
+    """Xb[t, r] = X[rows[r], t] (time-major), Yb[r] = Y[rows[r]]."""
+    for r in range(rows.shape[0]):
+        Yb[r] = Y[rows[r]]
+        for t in range(X.shape[1]):
+            Xb[t, r] = X[rows[r], t]
+
+
+@njit(**SERIAL)
+def minibatch(params, W_ihT, W_hhT, grads, ws, X, Y, rows, task, with_grads, group, block):
+    """Sum (float64) of the loss terms of the samples ``rows`` of X, Y and, with_grads, every gradient
+    into ``grads``. The loss is that sum / ``loss_terms(...)`` (the mean over B and Y, or B and T).
+
+    ws: the workspace tuple (Xb, Yb, h, c, gates, tanh_c, out, dh, dz, dh_next, dc_next, row_loss).
+    """
+    W_ih, W_hh, b, W_y, b_y = params
+    dW_ih, dW_hh, db, dW_y, db_y = grads
+    Xb, Yb, h, c, gates, tanh_c, out, dh, dz, dh_next, dc_next, row_loss = ws
+    n_rows = rows.shape[0]
+    T = Xb.shape[0]
+    t_first = T - 1 if task == REGRESSION else 0
+    gather(X, Y, rows, Xb, Yb)
+    lstm_forward(W_ihT, W_hhT, b, Xb, n_rows, group, h, c, gates, tanh_c)
+    head_outputs(W_y, b_y, h, n_rows, t_first, out)
+    if task == REGRESSION:
+        regression_loss(out, Yb, n_rows, row_loss)
+    else:
+        classification_loss(out, Yb, n_rows, row_loss)
+    total = 0.0
+    for r in range(n_rows):
+        total += row_loss[r]
+    if with_grads:
+        head_backward(W_y, out, n_rows, t_first, dh)
+        head_weight_grads(h, out, n_rows, t_first, dW_y, db_y)
+        lstm_backward(W_hh, dh, n_rows, group, c, gates, tanh_c, dz, dh_next, dc_next)
+        lstm_weight_grads(Xb, h, dz, n_rows, block, dW_ih, dW_hh, db)
+    return total
+
+
+@njit(**SERIAL)
+def loss_terms(n_rows, out, task):
+    """How many terms the loss averages: B*Y (regression) or B*T (classification). out (T, B_max, Y)."""
+    return n_rows * (out.shape[2] if task == REGRESSION else out.shape[0])
+
+
+@njit(**SERIAL)
+def transpose_weights(params, W_ihT, W_hhT):
+    """W_ihT = W_ih^T (D, 4H), W_hhT = W_hh^T (H, 4H): the forward pass reads the 4H outputs contiguously."""
+    W_ihT[:, :] = params[0].T
+    W_hhT[:, :] = params[1].T
+
+
+@njit(**SERIAL)
+def valid_loss(params, W_ihT, W_hhT, grads, ws, X, Y, task, group, block):
+    """Loss over all of X, Y (in chunks of B_max rows), with the current parameters."""
+    N = X.shape[0]
+    B_max = ws[2].shape[1]
+    total = 0.0
+    for s in range(0, N, B_max):
+        n = min(B_max, N - s)
+        total += minibatch(params, W_ihT, W_hhT, grads, ws, X, Y, np.arange(s, s + n), task, False, group, block)
+    return total / loss_terms(N, ws[6], task)
+
+
+@njit(**SERIAL)
+def train_epoch(params, W_ihT, W_hhT, grads, ws, X, Y, X_valid, Y_valid, order, bounds,
+                task, upto, lr, clip_norm, group, block, losses):
+    """One epoch (the Trainer contract in lstm_numpy/training.py), all in compiled code.
+
+    Minibatch k is order[bounds[k]:bounds[k+1]]; losses (n_batches,) float64 prefilled with NaN
+    receives each minibatch's loss before its update. Returns the validation loss.
+    """
+    transpose_weights(params, W_ihT, W_hhT)
+    for k in range(bounds.shape[0] - 1):
+        rows = order[bounds[k]:bounds[k + 1]]
+        total = minibatch(params, W_ihT, W_hhT, grads, ws, X, Y, rows, task, upto != FORWARD, group, block)
+        loss = total / loss_terms(rows.shape[0], ws[6], task)
+        losses[k] = loss
+        if upto == FORWARD:
+            continue
+        if not np.isfinite(loss):
+            break
+        if upto == UPDATE:
+            sgd_update(params, grads, lr, clip_norm)
+            transpose_weights(params, W_ihT, W_hhT)
+    return valid_loss(params, W_ihT, W_hhT, grads, ws, X_valid, Y_valid, task, group, block)
+
+
+@njit(**SERIAL)
+def predict_outputs(params, W_ihT, W_hhT, ws, X, task, group):
+    """Head outputs for all of X (B, T, D), B = B_max of ``ws``: regression out[T-1] (B, Y) predictions,
+    classification out (T, B, Y) class probabilities (the reference's exp(log_softmax))."""
+    W_ih, W_hh, b, W_y, b_y = params
+    Xb, Yb, h, c, gates, tanh_c, out, dh, dz, dh_next, dc_next, row_loss = ws
+    n_rows = X.shape[0]
+    T = X.shape[1]
+    for r in range(n_rows):
+        for t in range(T):
+            Xb[t, r] = X[r, t]
+    lstm_forward(W_ihT, W_hhT, b, Xb, n_rows, group, h, c, gates, tanh_c)
+    t_first = T - 1 if task == REGRESSION else 0
+    head_outputs(W_y, b_y, h, n_rows, t_first, out)
+    if task == CLASSIFICATION:
+        for t in range(T):
+            for r in range(n_rows):
+                v = out[t, r]
+                log_softmax(v)
+                for y in range(v.shape[0]):
+                    v[y] = np.exp(v[y])
+    return out
