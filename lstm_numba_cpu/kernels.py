@@ -26,9 +26,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .vecmath import tanh_of
+
 SERIAL = dict(cache=True, error_model="numpy")   # numpy error model: no ZeroDivision branch in loops
 PARALLEL = dict(SERIAL, parallel=True)
-N_TILE = 128          # outputs per tile in ``accumulate``: a tile of every row of ``out`` stays in L1
 REGRESSION, CLASSIFICATION = 0, 1
 FORWARD, BACKWARD, UPDATE = 0, 1, 2
 
@@ -43,28 +44,36 @@ def accumulate(out, coeffs, M):
     in the same order as one k at a time but loads and stores ``out`` once per four products. The
     innermost loop runs over n (contiguous in ``out`` and ``M``), so SIMD lanes hold different
     outputs and never split a sum. The four rows of M in use are reused by every row r from L1.
+    Row r's result does not depend on R or on which other rows share the call.
     """
     R, K = coeffs.shape
-    N = M.shape[1]
-    for n0 in range(0, N, N_TILE):
-        n1 = min(n0 + N_TILE, N)
-        k = 0
-        while k + 4 <= K:
-            m0, m1, m2, m3 = M[k], M[k + 1], M[k + 2], M[k + 3]
-            for r in range(R):
-                a0, a1, a2, a3 = coeffs[r, k], coeffs[r, k + 1], coeffs[r, k + 2], coeffs[r, k + 3]
-                o = out[r]
-                for n in range(n0, n1):
-                    o[n] = o[n] + a0 * m0[n] + a1 * m1[n] + a2 * m2[n] + a3 * m3[n]
-            k += 4
-        while k < K:
-            m0 = M[k]
-            for r in range(R):
-                a0 = coeffs[r, k]
-                o = out[r]
-                for n in range(n0, n1):
-                    o[n] = o[n] + a0 * m0[n]
-            k += 1
+    k = 0
+    while k + 4 <= K:
+        m0, m1, m2, m3 = M[k], M[k + 1], M[k + 2], M[k + 3]
+        r = 0
+        while r + 2 <= R:      # two rows share each load of M and give the CPU two independent chains
+            a0, a1, a2, a3 = coeffs[r, k], coeffs[r, k + 1], coeffs[r, k + 2], coeffs[r, k + 3]
+            b0, b1, b2, b3 = coeffs[r + 1, k], coeffs[r + 1, k + 1], coeffs[r + 1, k + 2], coeffs[r + 1, k + 3]
+            o, p = out[r], out[r + 1]
+            for n in range(o.shape[0]):     # range(len) lets Numba prove n >= 0, so LLVM vectorises
+                x0, x1, x2, x3 = m0[n], m1[n], m2[n], m3[n]
+                o[n] = o[n] + a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3
+                p[n] = p[n] + b0 * x0 + b1 * x1 + b2 * x2 + b3 * x3
+            r += 2
+        if r < R:
+            a0, a1, a2, a3 = coeffs[r, k], coeffs[r, k + 1], coeffs[r, k + 2], coeffs[r, k + 3]
+            o = out[r]
+            for n in range(o.shape[0]):
+                o[n] = o[n] + a0 * m0[n] + a1 * m1[n] + a2 * m2[n] + a3 * m3[n]
+        k += 4
+    while k < K:
+        m0 = M[k]
+        for r in range(R):
+            a0 = coeffs[r, k]
+            o = out[r]
+            for n in range(o.shape[0]):
+                o[n] = o[n] + a0 * m0[n]
+        k += 1
 
 
 # ----------------------------------------------------------------------------- the cell
@@ -72,31 +81,42 @@ def accumulate(out, coeffs, M):
 @njit(**SERIAL)
 def sigmoid(x, half):
     """The reference's sigmoid, 0.5*tanh(0.5x)+0.5; ``half`` is 0.5 in the dtype of x."""
-    return half * np.tanh(half * x) + half
+    return half * tanh_of(half * x) + half
 
 
 @njit(**SERIAL)
-def gate_forward(z, c_prev, c_next, tanh_c, h_next):
-    """One row, one step. z (4H,) pre-activations -> activated i, f, g, o in place;
-    c_next = f*c_prev + i*g, tanh_c = tanh(c_next), h_next = o*tanh_c (all (H,))."""
-    H = c_prev.shape[0]
+def activate(z):
+    """Pre-activations z (4H,) -> i, f, g, o = sigma, sigma, tanh, sigma, in place.
+    One simple loop per block (and a tanh that vectorises), so each loop becomes SIMD code."""
+    H = z.shape[0] // 4
     half = z.dtype.type(0.5)
+    i_f = z[:2 * H]
+    for k in range(i_f.shape[0]):
+        i_f[k] = sigmoid(i_f[k], half)
+    g = z[2 * H:3 * H]
+    for k in range(g.shape[0]):
+        g[k] = tanh_of(g[k])
+    o = z[3 * H:]
+    for k in range(o.shape[0]):
+        o[k] = sigmoid(o[k], half)
+
+
+@njit(**SERIAL)
+def cell_update(gates, c_prev, c_next, tanh_c, h_next):
+    """gates (4H,) activated i, f, g, o -> c_next = f*c_prev + i*g, tanh_c = tanh(c_next), h_next = o*tanh_c (H,)."""
+    H = c_prev.shape[0]
+    i, f, g, o = gates[:H], gates[H:2 * H], gates[2 * H:3 * H], gates[3 * H:]
     for k in range(H):
-        i = sigmoid(z[k], half)
-        f = sigmoid(z[H + k], half)
-        g = np.tanh(z[2 * H + k])
-        o = sigmoid(z[3 * H + k], half)
-        z[k], z[H + k], z[2 * H + k], z[3 * H + k] = i, f, g, o
-        c = f * c_prev[k] + i * g
-        tc = np.tanh(c)
+        c = f[k] * c_prev[k] + i[k] * g[k]
+        tc = tanh_of(c)
         c_next[k] = c
         tanh_c[k] = tc
-        h_next[k] = o * tc
+        h_next[k] = o[k] * tc
 
 
 @njit(**SERIAL)
 def gate_backward(dh_head, dh_next, dc_next, c_prev, gates, tanh_c, dz):
-    """One row, one step, the mirror of ``gate_forward`` (same expressions as the reference).
+    """One row, one step, the mirror of ``activate`` and ``cell_update`` (same expressions as the reference).
 
     dh_head, dh_next, dc_next, c_prev, tanh_c (H,); gates (4H,) activated; writes dz (4H,) and
     replaces dc_next by the gradient reaching c_prev (dc * f).
@@ -139,7 +159,8 @@ def forward_rows(W_ihT, W_hhT, b, Xb, r0, r1, h, c, gates, tanh_c):
     for t in range(T):
         accumulate(gates[t, r0:r1], h[t, r0:r1], W_hhT)      # z += h_{t-1} W_hh^T   (R, 4H)
         for r in range(r0, r1):
-            gate_forward(gates[t, r], c[t, r], c[t + 1, r], tanh_c[t, r], h[t + 1, r])
+            activate(gates[t, r])
+            cell_update(gates[t, r], c[t, r], c[t + 1, r], tanh_c[t, r], h[t + 1, r])
 
 
 @njit(**SERIAL)
