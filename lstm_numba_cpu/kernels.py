@@ -18,8 +18,9 @@ thread count or on how rows are grouped. Parallel loops run over independent thi
 rows in forward and BPTT (a group runs its whole time loop without meeting the other threads), blocks
 of rows of dW. No BLAS, no fastmath: sums keep their written order and are never reassociated.
 
-Versions (DESIGN.md section 6 numbering; one so far):
-    v1  row groups x whole time loop per prange iteration; ``accumulate`` is the only matmul.
+Per minibatch, three parallel regions: ``rows_pass`` (forward, head, BPTT of each row group),
+``lstm_weight_grads`` (blocks of rows of dW), ``sgd_rows`` (the update); the epoch loop around them is
+compiled too (``train_epoch``).
 """
 from __future__ import annotations
 
@@ -51,20 +52,25 @@ def accumulate(out, coeffs, M):
     while k + 4 <= K:
         m0, m1, m2, m3 = M[k], M[k + 1], M[k + 2], M[k + 3]
         r = 0
-        while r + 2 <= R:      # two rows share each load of M and give the CPU two independent chains
+        while r + 4 <= R:      # four rows share each load of M and give the CPU four independent chains
             a0, a1, a2, a3 = coeffs[r, k], coeffs[r, k + 1], coeffs[r, k + 2], coeffs[r, k + 3]
             b0, b1, b2, b3 = coeffs[r + 1, k], coeffs[r + 1, k + 1], coeffs[r + 1, k + 2], coeffs[r + 1, k + 3]
-            o, p = out[r], out[r + 1]
+            c0, c1, c2, c3 = coeffs[r + 2, k], coeffs[r + 2, k + 1], coeffs[r + 2, k + 2], coeffs[r + 2, k + 3]
+            d0, d1, d2, d3 = coeffs[r + 3, k], coeffs[r + 3, k + 1], coeffs[r + 3, k + 2], coeffs[r + 3, k + 3]
+            o, p, q, u = out[r], out[r + 1], out[r + 2], out[r + 3]
             for n in range(o.shape[0]):     # range(len) lets Numba prove n >= 0, so LLVM vectorises
                 x0, x1, x2, x3 = m0[n], m1[n], m2[n], m3[n]
                 o[n] = o[n] + a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3
                 p[n] = p[n] + b0 * x0 + b1 * x1 + b2 * x2 + b3 * x3
-            r += 2
-        if r < R:
+                q[n] = q[n] + c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3
+                u[n] = u[n] + d0 * x0 + d1 * x1 + d2 * x2 + d3 * x3
+            r += 4
+        while r < R:
             a0, a1, a2, a3 = coeffs[r, k], coeffs[r, k + 1], coeffs[r, k + 2], coeffs[r, k + 3]
             o = out[r]
             for n in range(o.shape[0]):
                 o[n] = o[n] + a0 * m0[n] + a1 * m1[n] + a2 * m2[n] + a3 * m3[n]
+            r += 1
         k += 4
     while k < K:
         m0 = M[k]
@@ -222,12 +228,13 @@ def lstm_weight_grads(Xb, h, dz, n_rows, block, dW_ih, dW_hh, db):
 
 # ----------------------------------------------------------------------------- the heads
 
-@njit(**PARALLEL)
-def head_outputs(W_y, b_y, h, n_rows, t_first, out):
-    """out[t, r] = W_y h[t+1, r] + b_y for t >= t_first (regression: t_first = T-1). out (T, B_max, Y)."""
+@njit(**SERIAL)
+def head_outputs(W_y, b_y, h, r0, r1, t_first, out):
+    """out[t, r] = W_y h[t+1, r] + b_y for rows r0..r1-1 and t >= t_first (regression: t_first = T-1).
+    out (T, B_max, Y); each sum runs over k in ascending order."""
     T = out.shape[0]
     Y, H = W_y.shape
-    for r in prange(n_rows):
+    for r in range(r0, r1):
         for t in range(t_first, T):
             for y in range(Y):
                 s = out.dtype.type(0.0)
@@ -251,14 +258,14 @@ def log_softmax(v):
         v[y] = v[y] - lse
 
 
-@njit(**PARALLEL)
-def regression_loss(out, Yb, n_rows, row_loss):
-    """MSE on out[T-1] (B, Y) against Yb (B_max, Y): row_loss[r] = sum over y of diff^2, and
-    out[T-1] becomes d loss / d out = 2 diff / (B Y) (the loss is the mean over B and Y)."""
+@njit(**SERIAL)
+def regression_loss(out, Yb, r0, r1, n_rows, row_loss):
+    """MSE on out[T-1] against Yb (B_max, Y), rows r0..r1-1 of a batch of n_rows: row_loss[r] = sum over
+    y of diff^2, and out[T-1, r] becomes d loss / d out = 2 diff / (B Y) (the loss is the mean over B, Y)."""
     T = out.shape[0]
     Y = out.shape[2]
     scale = out.dtype.type(2.0 / (n_rows * Y))
-    for r in prange(n_rows):
+    for r in range(r0, r1):
         total = 0.0
         for y in range(Y):
             diff = out[T - 1, r, y] - Yb[r, y]
@@ -267,15 +274,15 @@ def regression_loss(out, Yb, n_rows, row_loss):
         row_loss[r] = total
 
 
-@njit(**PARALLEL)
-def classification_loss(out, Yb, n_rows, row_loss):
-    """Softmax cross-entropy of logits out (T, B, Y) against class ids Yb (B_max, T):
-    row_loss[r] = sum over t of -log p[target], and out becomes (softmax - one_hot) / (B T)."""
+@njit(**SERIAL)
+def classification_loss(out, Yb, r0, r1, n_rows, row_loss):
+    """Softmax cross-entropy of logits out (T, B_max, Y) against class ids Yb (B_max, T), rows r0..r1-1 of
+    a batch of n_rows: row_loss[r] = sum over t of -log p[target]; out becomes (softmax - one_hot) / (B T)."""
     T = out.shape[0]
     Y = out.shape[2]
     count = out.dtype.type(n_rows * T)
     one = out.dtype.type(1.0)
-    for r in prange(n_rows):
+    for r in range(r0, r1):
         total = 0.0
         for t in range(T):
             v = out[t, r]
@@ -290,16 +297,38 @@ def classification_loss(out, Yb, n_rows, row_loss):
         row_loss[r] = total
 
 
-@njit(**PARALLEL)
-def head_backward(W_y, out, n_rows, t_first, dh):
-    """dh[t, r] = dout[t, r] W_y for t >= t_first, 0 before (no head there). dout = out (T, B_max, Y)."""
+@njit(**SERIAL)
+def head_backward(W_y, out, r0, r1, t_first, dh):
+    """dh[t, r] = dout[t, r] W_y for t >= t_first, 0 before (no head there); dout = out (T, B_max, Y)."""
     T = out.shape[0]
-    for r in prange(n_rows):
-        for t in range(t_first):
-            dh[t, r] = 0
-        for t in range(t_first, T):
-            dh[t, r] = 0
-            accumulate(dh[t, r:r + 1], out[t, r:r + 1], W_y)
+    dh[:t_first, r0:r1] = 0
+    for t in range(t_first, T):
+        dh[t, r0:r1] = 0
+        accumulate(dh[t, r0:r1], out[t, r0:r1], W_y)
+
+
+@njit(**PARALLEL)
+def rows_pass(params, W_ihT, W_hhT, ws, n_rows, task, with_grads, group):
+    """Everything that is separate per sample, for rows 0..n_rows-1 of the workspace ``ws``: forward,
+    head outputs, per-row loss, d loss / d out and, with_grads, the head's dh and BPTT down to dz.
+    One prange over groups of ``group`` rows: a group runs all of it without meeting the other threads."""
+    W_ih, W_hh, b, W_y, b_y = params
+    Xb, Yb, h, c, gates, tanh_c, out, dh, dz, dh_next, dc_next, row_loss = ws
+    T = Xb.shape[0]
+    t_first = T - 1 if task == REGRESSION else 0
+    n_groups = (n_rows + group - 1) // group
+    for gi in prange(n_groups):
+        r0 = gi * group
+        r1 = min(r0 + group, n_rows)
+        forward_rows(W_ihT, W_hhT, b, Xb, r0, r1, h, c, gates, tanh_c)
+        head_outputs(W_y, b_y, h, r0, r1, t_first, out)
+        if task == REGRESSION:
+            regression_loss(out, Yb, r0, r1, n_rows, row_loss)
+        else:
+            classification_loss(out, Yb, r0, r1, n_rows, row_loss)
+        if with_grads:
+            head_backward(W_y, out, r0, r1, t_first, dh)
+            backward_rows(W_hh, dh, r0, r1, c, gates, tanh_c, dz, dh_next, dc_next)
 
 
 @njit(**SERIAL)
@@ -331,20 +360,11 @@ def sum_of_squares(a):
     return s
 
 
-@njit(**PARALLEL)
-def sgd_step(p, g, step):
-    """p -= step * g elementwise (C-contiguous arrays, step already in their dtype)."""
-    pf = p.reshape(-1)
-    gf = g.reshape(-1)
-    for i in prange(pf.size):
-        pf[i] = pf[i] - step * gf[i]
-
-
 @njit(**SERIAL)
-def sgd_update(params, grads, lr, clip_norm):
+def sgd_update(params, grads, lr, clip_norm, W_ihT, W_hhT):
     """params -= lr * scale * grads, scale = clip_norm / global norm when that exceeds clip_norm
-    (clip_norm <= 0: no clipping). params, grads: (W_ih, W_hh, b, W_y, b_y) tuples."""
-    W_ih, W_hh, b, W_y, b_y = params
+    (clip_norm <= 0: no clipping); then W_ihT, W_hhT = the new W_ih^T, W_hh^T.
+    params, grads: (W_ih, W_hh, b, W_y, b_y) tuples."""
     dW_ih, dW_hh, db, dW_y, db_y = grads
     scale = 1.0
     if clip_norm > 0:
@@ -352,12 +372,28 @@ def sgd_update(params, grads, lr, clip_norm):
                        + sum_of_squares(dW_y) + sum_of_squares(db_y))
         if norm > clip_norm:
             scale = clip_norm / norm
-    step = W_ih.dtype.type(lr * scale)
-    sgd_step(W_ih, dW_ih, step)
-    sgd_step(W_hh, dW_hh, step)
-    sgd_step(b, db, step)
-    sgd_step(W_y, dW_y, step)
-    sgd_step(b_y, db_y, step)
+    step = params[0].dtype.type(lr * scale)
+    sgd_rows(params, grads, step, W_ihT, W_hhT)
+
+
+@njit(**PARALLEL)
+def sgd_rows(params, grads, step, W_ihT, W_hhT):
+    """p -= step * g for every parameter (step in their dtype); rows j of W_ih, W_hh, b in parallel,
+    each also written into column j of the transposed copies; the small head serially."""
+    W_ih, W_hh, b, W_y, b_y = params
+    dW_ih, dW_hh, db, dW_y, db_y = grads
+    for j in prange(W_hh.shape[0]):
+        for d in range(W_ih.shape[1]):
+            W_ih[j, d] = W_ih[j, d] - step * dW_ih[j, d]
+            W_ihT[d, j] = W_ih[j, d]
+        for k in range(W_hh.shape[1]):
+            W_hh[j, k] = W_hh[j, k] - step * dW_hh[j, k]
+            W_hhT[k, j] = W_hh[j, k]
+        b[j] = b[j] - step * db[j]
+    for y in range(W_y.shape[0]):
+        for k in range(W_y.shape[1]):
+            W_y[y, k] = W_y[y, k] - step * dW_y[y, k]
+        b_y[y] = b_y[y] - step * db_y[y]
 
 
 # ----------------------------------------------------------------------------- minibatch and epoch
@@ -378,27 +414,19 @@ def minibatch(params, W_ihT, W_hhT, grads, ws, X, Y, rows, task, with_grads, gro
 
     ws: the workspace tuple (Xb, Yb, h, c, gates, tanh_c, out, dh, dz, dh_next, dc_next, row_loss).
     """
-    W_ih, W_hh, b, W_y, b_y = params
     dW_ih, dW_hh, db, dW_y, db_y = grads
     Xb, Yb, h, c, gates, tanh_c, out, dh, dz, dh_next, dc_next, row_loss = ws
     n_rows = rows.shape[0]
     T = Xb.shape[0]
-    t_first = T - 1 if task == REGRESSION else 0
     gather(X, Y, rows, Xb, Yb)
-    lstm_forward(W_ihT, W_hhT, b, Xb, n_rows, group, h, c, gates, tanh_c)
-    head_outputs(W_y, b_y, h, n_rows, t_first, out)
-    if task == REGRESSION:
-        regression_loss(out, Yb, n_rows, row_loss)
-    else:
-        classification_loss(out, Yb, n_rows, row_loss)
+    rows_pass(params, W_ihT, W_hhT, ws, n_rows, task, with_grads, group)
     total = 0.0
-    for r in range(n_rows):
+    for r in range(n_rows):        # in row order, whatever the threads
         total += row_loss[r]
     if with_grads:
-        head_backward(W_y, out, n_rows, t_first, dh)
-        head_weight_grads(h, out, n_rows, t_first, dW_y, db_y)
-        lstm_backward(W_hh, dh, n_rows, group, c, gates, tanh_c, dz, dh_next, dc_next)
+        t_first = T - 1 if task == REGRESSION else 0
         lstm_weight_grads(Xb, h, dz, n_rows, block, dW_ih, dW_hh, db)
+        head_weight_grads(h, out, n_rows, t_first, dW_y, db_y)
     return total
 
 
@@ -446,8 +474,7 @@ def train_epoch(params, W_ihT, W_hhT, grads, ws, X, Y, X_valid, Y_valid, order, 
         if not np.isfinite(loss):
             break
         if upto == UPDATE:
-            sgd_update(params, grads, lr, clip_norm)
-            transpose_weights(params, W_ihT, W_hhT)
+            sgd_update(params, grads, lr, clip_norm, W_ihT, W_hhT)
     return valid_loss(params, W_ihT, W_hhT, grads, ws, X_valid, Y_valid, task, group, block)
 
 
@@ -463,8 +490,7 @@ def predict_outputs(params, W_ihT, W_hhT, ws, X, task, group):
         for t in range(T):
             Xb[t, r] = X[r, t]
     lstm_forward(W_ihT, W_hhT, b, Xb, n_rows, group, h, c, gates, tanh_c)
-    t_first = T - 1 if task == REGRESSION else 0
-    head_outputs(W_y, b_y, h, n_rows, t_first, out)
+    head_outputs(W_y, b_y, h, 0, n_rows, T - 1 if task == REGRESSION else 0, out)
     if task == CLASSIFICATION:
         for t in range(T):
             for r in range(n_rows):

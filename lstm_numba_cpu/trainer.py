@@ -45,16 +45,35 @@ def row_group(batch: int, threads: int) -> int:
     return max(1, min(ROW_GROUP, -(-batch // threads)))
 
 
+ALIGN = 64           # bytes: a cache line and one AVX-512 vector; NumPy only guarantees 16
+
+
+def aligned_zeros(shape, dtype) -> np.ndarray:
+    """Zeros whose first element starts a cache line, so that the SIMD loads of every row of
+    4H or H values (a multiple of 64 bytes in the heavy workloads) never straddle two lines."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    raw = np.zeros(n * dtype.itemsize + ALIGN, np.uint8)
+    start = -raw.ctypes.data % ALIGN
+    return raw[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
+
+
+def aligned_copy(a: np.ndarray) -> np.ndarray:
+    out = aligned_zeros(a.shape, a.dtype)
+    out[...] = a
+    return out
+
+
 def workspace(B_max: int, T: int, D: int, H: int, Y: int, Y_cols: int, y_dtype, dtype) -> tuple:
     """The preallocated buffers of one minibatch (layouts in kernels.py): fixed shapes, reused."""
-    z = lambda *shape: np.zeros(shape, dtype)   # noqa: E731
+    z = lambda *shape: aligned_zeros(shape, dtype)   # noqa: E731
     return (z(T, B_max, D), np.zeros((B_max, Y_cols), y_dtype), z(T + 1, B_max, H), z(T + 1, B_max, H),
             z(T, B_max, 4 * H), z(T, B_max, H), z(T, B_max, Y), z(T, B_max, H), z(T, B_max, 4 * H),
             z(B_max, H), z(B_max, H), np.zeros(B_max, np.float64))
 
 
 def transposed(params: Params) -> tuple[np.ndarray, np.ndarray]:
-    return np.ascontiguousarray(params.W_ih.T), np.ascontiguousarray(params.W_hh.T)
+    return aligned_copy(params.W_ih.T), aligned_copy(params.W_hh.T)
 
 
 class NumbaCpuTrainer:
@@ -65,8 +84,8 @@ class NumbaCpuTrainer:
         self.task = task_code(config.task)
         self.data = check_data(params, data, config.task)
         self.threads = thread_count(config.threads)
-        self.params = params.astype(params.dtype).copy()
-        self.grads = Params(*(np.zeros_like(a) for a in self.params.arrays()))
+        self.params = Params(*(aligned_copy(a) for a in params.arrays()))
+        self.grads = Params(*(aligned_zeros(a.shape, a.dtype) for a in params.arrays()))
         self.W_ihT, self.W_hhT = transposed(self.params)
         N, T, D = self.data.X_train.shape
         _, H, Y = self.params.sizes
@@ -106,7 +125,8 @@ def loss_and_grads(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> t
     B, T, D = X.shape
     _, H, Yn = params.sizes
     ws = workspace(B, T, D, H, Yn, Y.shape[1], Y.dtype, params.dtype)
-    grads = Params(*(np.zeros_like(a) for a in params.arrays()))
+    grads = Params(*(aligned_zeros(a.shape, a.dtype) for a in params.arrays()))
+    params = Params(*(aligned_copy(a) for a in params.arrays()))
     W_ihT, W_hhT = transposed(params)
     total = K.minibatch(params.arrays(), W_ihT, W_hhT, grads.arrays(), ws, X, Y, np.arange(B), code, True,
                         row_group(B, numba.get_num_threads()), GRAD_BLOCK)
@@ -130,7 +150,9 @@ def threading_layer() -> str:
     try:
         return numba.threading_layer()
     except ValueError:
-        K.sgd_step(np.zeros(1), np.zeros(1), 0.0)    # any parallel kernel makes Numba choose one
+        K.lstm_forward(*(np.zeros((1, 4)),) * 2, np.zeros(4), np.zeros((1, 1, 1)), 1, 1,
+                       np.zeros((2, 1, 1)), np.zeros((2, 1, 1)), np.zeros((1, 1, 4)), np.zeros((1, 1, 1)))
+        # (running any parallel kernel, here on a 1-unit model, makes Numba choose its layer)
         return numba.threading_layer()
 
 

@@ -136,16 +136,17 @@ def test_head_kernels(sizes, task, dtype):
     _, Yb, _, _, _, _, out, dh, *_, row_loss = workspace(B, T, D, H, Y, targets.shape[1], targets.dtype, dtype)
     Yb[:] = targets
     t_first = T - 1 if task == "regression" else 0
-    K.head_outputs(params.W_y, params.b_y, h, B, t_first, out)
+    K.head_outputs(params.W_y, params.b_y, h, 0, B, t_first, out)
     outputs = ref.head_forward(params, h, task)
     assert_close("outputs", out[-1] if task == "regression" else out.transpose(1, 0, 2), outputs)
-    if task == "regression":
-        K.regression_loss(out, Yb, B, row_loss)
-    else:
-        K.classification_loss(out, Yb, B, row_loss)
+    for r0, r1 in ((0, B // 2), (B // 2, B)):     # row ranges, as two row groups would run them
+        if task == "regression":
+            K.regression_loss(out, Yb, r0, r1, B, row_loss)
+        else:
+            K.classification_loss(out, Yb, r0, r1, B, row_loss)
     assert_close("loss", row_loss.sum() / K.loss_terms(B, out, K.REGRESSION if task == "regression" else K.CLASSIFICATION),
                  loss_ref, rtol=rtol_for(dtype))
-    K.head_backward(params.W_y, out, B, t_first, dh)
+    K.head_backward(params.W_y, out, 0, B, t_first, dh)
     dW_y, db_y = np.zeros_like(params.W_y), np.zeros_like(params.b_y)
     K.head_weight_grads(h, out, B, t_first, dW_y, db_y)
     assert_close("dh", dh, dh_ref)
@@ -161,8 +162,11 @@ def test_sgd_update_kernel(clip_norm, dtype):
     expected = params.copy()
     sgd_update(expected, grads, 0.3, clip_norm)
     actual = params.copy()
-    K.sgd_update(actual.arrays(), grads.arrays(), 0.3, -1.0 if clip_norm is None else clip_norm)
+    W_ihT, W_hhT = np.zeros_like(params.W_ih.T), np.zeros_like(params.W_hh.T)
+    K.sgd_update(actual.arrays(), grads.arrays(), 0.3, -1.0 if clip_norm is None else clip_norm, W_ihT, W_hhT)
     check_params("params", actual, expected, dtype)
+    np.testing.assert_array_equal(W_ihT, actual.W_ih.T)
+    np.testing.assert_array_equal(W_hhT, actual.W_hh.T)
     assert not np.allclose(actual.W_hh, params.W_hh, rtol=0, atol=0)   # it did move
 
 
