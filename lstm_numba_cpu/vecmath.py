@@ -5,7 +5,7 @@ accurate as NumPy's float32 tanh). The algorithm is Cephes' tanh and exp (S. L. 
 a few units in the last place of float64, which keeps every backend comparison far inside 1e-10:
 
     |x| <  0.625:  tanh x = x + x z P(z) / Q(z),  z = x^2           (rational minimax)
-    |x| >= 0.625:  tanh x = 1 - 2 / (exp(2|x|) + 1), sign restored   (no cancellation there)
+    |x| >= 0.625:  tanh x = (e - 1) / (e + 1), e = exp(2|x|), sign restored  (no cancellation there)
     exp y = 2^n exp(r), y = n ln2 + r, |r| <= ln2/2, exp(r) by a Pade form; 2^n from its bits.
 
 Both branches are computed and one is selected, so the loop has no branch to stop vectorisation.
@@ -37,29 +37,32 @@ def _float_from_bits(typingctx, bits):
 
 
 @njit(**SERIAL)
-def exp_reduced(y):
-    """exp(y) for 0 <= y <= EXP_LARGE (Cephes exp, without its range checks)."""
+def tanh(x):
+    """tanh of a float64 (see the module docstring), with a single division.
+
+    Divisions are the slow SIMD operation, so each branch is written as num / den and only the
+    selected pair is divided: for |x| < 0.625, x + x z P/Q = (x Q + x z P) / Q; beyond it, with
+    exp(2|x|) = 2^n (q + p) / (q - p) (Cephes' Pade form of exp(r)), tanh = (e - 1) / (e + 1)
+    = (2^n (q + p) - (q - p)) / (2^n (q + p) + (q - p)).
+    """
+    a = abs(x)
+    # small |x|: rational minimax in z = x^2
+    z = x * x
+    P = ((-9.64399179425052238628e-1 * z - 9.92877231001918586564e1) * z - 1.61468768441708447952e3) * z
+    Q = ((z + 1.12811678491632931402e2) * z + 2.23548839060100448583e3) * z + 4.84406305325125486048e3
+    # large |x|: exp(y), y = 2|x| = n ln2 + r
+    y = min(2.0 * a, EXP_LARGE)
     n = np.floor(LOG2E * y + 0.5)
     r = (y - n * LN2_HI) - n * LN2_LO
     rr = r * r
     p = r * ((1.26177193074810590878e-4 * rr + 3.02994407707441961300e-2) * rr + 9.99999999999999999910e-1)
     q = ((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr + 2.27265548208155028766e-1) * rr \
         + 2.00000000000000000009e0
-    e = 1.0 + 2.0 * (p / (q - p))
-    return e * _float_from_bits((np.int64(n) + 1023) << 52)
-
-
-@njit(**SERIAL)
-def tanh(x):
-    """tanh of a float64 (see the module docstring)."""
-    a = abs(x)
-    z = x * x
-    small = x + x * z * (((-9.64399179425052238628e-1 * z - 9.92877231001918586564e1) * z
-                          - 1.61468768441708447952e3)
-                         / (((z + 1.12811678491632931402e2) * z + 2.23548839060100448583e3) * z
-                            + 4.84406305325125486048e3))
-    large = 1.0 - 2.0 / (exp_reduced(min(2.0 * a, EXP_LARGE)) + 1.0)
-    return small if a < 0.625 else np.copysign(large, x)
+    scaled = (q + p) * _float_from_bits((np.int64(n) + 1023) << 52)      # 2^n (q + p)
+    small = a < 0.625
+    num = x * Q + x * P if small else np.copysign(scaled - (q - p), x)
+    den = Q if small else scaled + (q - p)
+    return num / den
 
 
 def tanh_of(x):
