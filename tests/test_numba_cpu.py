@@ -14,7 +14,6 @@ import lstm_numba_cpu as nb
 import lstm_numpy as ref
 from data import make_workload
 from lstm_numba_cpu import kernels as K
-from lstm_numba_cpu import vecmath
 from lstm_numba_cpu.trainer import workspace
 from lstm_numpy import assert_close, rtol_for
 from lstm_numpy.model import head_loss_and_grads
@@ -64,10 +63,10 @@ def test_accumulate_is_a_matmul(R, Kd, N, dtype):
     assert_close("out (strided coeffs)", out, out0 + coeffs @ M)
 
 
-@numba.njit(cache=True)
+@numba.njit   # not cached: Numba would not see a change to K.tanh_of in another file
 def tanh_loop(x, out):
     for i in range(x.shape[0]):
-        out[i] = vecmath.tanh_of(x[i])
+        out[i] = K.tanh_of(x[i])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
