@@ -19,7 +19,7 @@ rows in forward and BPTT (a group runs its whole time loop without meeting the o
 of rows of dW. No BLAS, no fastmath: sums keep their written order and are never reassociated.
 
 Per minibatch, three parallel regions: ``rows_pass`` (forward, head, BPTT of each row group),
-``lstm_weight_grads`` (blocks of rows of dW), ``sgd_rows`` (the update); the epoch loop around them is
+``lstm_weight_grads`` (blocks of rows of dW_hh^T), ``sgd_rows`` (the update); the epoch loop around them is
 compiled too (``train_epoch``).
 """
 from __future__ import annotations
@@ -276,27 +276,30 @@ def lstm_backward(W_hh, dh, n_rows, group, c, gates, tanh_c, dz, dh_next, dc_nex
 
 
 @njit(**PARALLEL)
-def lstm_weight_grads(Xb, h, dz, n_rows, block, dW_ih, dW_hh, db):
-    """dW_ih (4H, D) = sum over t, b of dz[t, b]^T x[t, b]; dW_hh (4H, H) likewise with h[t] (= h_{t-1});
-    db (4H,) = sum of dz. Each prange iteration owns ``block`` rows j and sums t-major, b ascending."""
+def lstm_weight_grads(Xb, h, dz, n_rows, block, dW_ihT, dW_hhT, db):
+    """Weight gradients, stored transposed so that the 4H outputs are contiguous (SIMD runs across them):
+    dW_hhT (H, 4H) = sum over t, b of h[t, b]^T dz[t, b] (h[t] = h_{t-1}); dW_ihT (D, 4H) likewise with
+    x[t, b]; db (4H,) = sum of dz[t, b]. The prange runs over blocks of ``block`` rows of dW_hhT plus one
+    block for dW_ihT and db; every element sums its T*B terms t-major, b ascending."""
     T = dz.shape[0]
-    G = dz.shape[2]
-    n_blocks = (G + block - 1) // block
-    for bi in prange(n_blocks):
-        j0 = bi * block
-        j1 = min(j0 + block, G)
-        dW_ih[j0:j1] = 0
-        dW_hh[j0:j1] = 0
-        db[j0:j1] = 0
-        for t in range(T):
-            dz_t = dz[t, :n_rows, j0:j1].T                        # (J, B) coefficients
-            accumulate(dW_hh[j0:j1], dz_t, h[t, :n_rows])
-            accumulate(dW_ih[j0:j1], dz_t, Xb[t, :n_rows])
-            for j in range(j0, j1):
-                s = db[j]
-                for r in range(n_rows):
-                    s += dz[t, r, j]
-                db[j] = s
+    H = h.shape[2]
+    n_h_blocks = (H + block - 1) // block
+    for bi in prange(n_h_blocks + 1):
+        if bi < n_h_blocks:
+            k0 = bi * block
+            k1 = min(k0 + block, H)
+            out = dW_hhT[k0:k1]
+            out[:] = 0
+            for t in range(T):
+                accumulate(out, h[t, :n_rows, k0:k1].T, dz[t, :n_rows])
+        else:
+            dW_ihT[:] = 0
+            db[:] = 0
+            ones = np.ones((1, n_rows), dz.dtype)         # db = sum of 1 * dz: the products are exact
+            db_row = db.reshape(1, db.shape[0])
+            for t in range(T):
+                accumulate(dW_ihT, Xb[t, :n_rows].T, dz[t, :n_rows])
+                accumulate(db_row, ones, dz[t, :n_rows])
 
 
 # ----------------------------------------------------------------------------- the heads
@@ -436,12 +439,12 @@ def sum_of_squares(a):
 @njit(**SERIAL)
 def sgd_update(params, grads, lr, clip_norm, W_ihT, W_hhT):
     """params -= lr * scale * grads, scale = clip_norm / global norm when that exceeds clip_norm
-    (clip_norm <= 0: no clipping); then W_ihT, W_hhT = the new W_ih^T, W_hh^T.
-    params, grads: (W_ih, W_hh, b, W_y, b_y) tuples."""
-    dW_ih, dW_hh, db, dW_y, db_y = grads
+    (clip_norm <= 0: no clipping). params: (W_ih, W_hh, b, W_y, b_y) with W_ihT, W_hhT their exact
+    transposes; grads: (dW_ihT, dW_hhT, db, dW_y, db_y), the layout ``lstm_weight_grads`` writes."""
+    dW_ihT, dW_hhT, db, dW_y, db_y = grads
     scale = 1.0
     if clip_norm > 0:
-        norm = np.sqrt(sum_of_squares(dW_ih) + sum_of_squares(dW_hh) + sum_of_squares(db)
+        norm = np.sqrt(sum_of_squares(dW_ihT) + sum_of_squares(dW_hhT) + sum_of_squares(db)
                        + sum_of_squares(dW_y) + sum_of_squares(db_y))
         if norm > clip_norm:
             scale = clip_norm / norm
@@ -451,17 +454,21 @@ def sgd_update(params, grads, lr, clip_norm, W_ihT, W_hhT):
 
 @njit(**PARALLEL)
 def sgd_rows(params, grads, step, W_ihT, W_hhT):
-    """p -= step * g for every parameter (step in their dtype); rows j of W_ih, W_hh, b in parallel,
-    each also written into column j of the transposed copies; the small head serially."""
+    """p -= step * g for every parameter (step in their dtype): rows k of W_hhT in parallel, each value
+    also written into W_hh; W_ihT (D rows), b and the head serially (they are small)."""
     W_ih, W_hh, b, W_y, b_y = params
-    dW_ih, dW_hh, db, dW_y, db_y = grads
-    for j in prange(W_hh.shape[0]):
-        for d in range(W_ih.shape[1]):
-            W_ih[j, d] = W_ih[j, d] - step * dW_ih[j, d]
-            W_ihT[d, j] = W_ih[j, d]
-        for k in range(W_hh.shape[1]):
-            W_hh[j, k] = W_hh[j, k] - step * dW_hh[j, k]
-            W_hhT[k, j] = W_hh[j, k]
+    dW_ihT, dW_hhT, db, dW_y, db_y = grads
+    for k in prange(W_hhT.shape[0]):
+        for j in range(W_hhT.shape[1]):
+            v = W_hhT[k, j] - step * dW_hhT[k, j]
+            W_hhT[k, j] = v
+            W_hh[j, k] = v
+    for d in range(W_ihT.shape[0]):
+        for j in range(W_ihT.shape[1]):
+            v = W_ihT[d, j] - step * dW_ihT[d, j]
+            W_ihT[d, j] = v
+            W_ih[j, d] = v
+    for j in range(b.shape[0]):
         b[j] = b[j] - step * db[j]
     for y in range(W_y.shape[0]):
         for k in range(W_y.shape[1]):
@@ -483,11 +490,11 @@ def gather(X, Y, rows, Xb, Yb):
 @njit(**SERIAL)
 def minibatch(params, W_ihT, W_hhT, grads, ws, X, Y, rows, task, with_grads, group, block):
     """Sum (float64) of the loss terms of the samples ``rows`` of X, Y and, with_grads, every gradient
-    into ``grads``. The loss is that sum / ``loss_terms(...)`` (the mean over B and Y, or B and T).
+    into ``grads`` = (dW_ihT, dW_hhT, db, dW_y, db_y) (the first two transposed, see lstm_weight_grads). The loss is that sum / ``loss_terms(...)`` (the mean over B and Y, or B and T).
 
     ws: the workspace tuple (Xb, Yb, h, c, gates, tanh_c, out, dh, dz, dh_next, dc_next, row_loss).
     """
-    dW_ih, dW_hh, db, dW_y, db_y = grads
+    dW_ihT, dW_hhT, db, dW_y, db_y = grads
     Xb, Yb, h, c, gates, tanh_c, out, dh, dz, dh_next, dc_next, row_loss = ws
     n_rows = rows.shape[0]
     T = Xb.shape[0]
@@ -498,7 +505,7 @@ def minibatch(params, W_ihT, W_hhT, grads, ws, X, Y, rows, task, with_grads, gro
         total += row_loss[r]
     if with_grads:
         t_first = T - 1 if task == REGRESSION else 0
-        lstm_weight_grads(Xb, h, dz, n_rows, block, dW_ih, dW_hh, db)
+        lstm_weight_grads(Xb, h, dz, n_rows, block, dW_ihT, dW_hhT, db)
         head_weight_grads(h, out, n_rows, t_first, dW_y, db_y)
     return total
 

@@ -19,7 +19,7 @@ from lstm_numpy.training import Dataset, TrainConfig, check_data
 from . import kernels as K
 
 ROW_GROUP = 8        # batch rows per prange iteration (forward, BPTT); fewer when B is small
-GRAD_BLOCK = 16      # rows of dW per prange iteration
+GRAD_BLOCK = 8       # rows of dW_hh^T (4H values each) per prange iteration
 
 UPTO = {"forward": K.FORWARD, "backward": K.BACKWARD, "update": K.UPDATE}
 
@@ -72,6 +72,12 @@ def workspace(B_max: int, T: int, D: int, H: int, Y: int, Y_cols: int, y_dtype, 
             z(B_max, H), z(B_max, H), np.zeros(B_max, np.float64))
 
 
+def gradient_buffers(params: Params) -> tuple:
+    """(dW_ihT (D, 4H), dW_hhT (H, 4H), db, dW_y, db_y): the kernels' gradient layout."""
+    D, H, Y = params.sizes
+    return tuple(aligned_zeros(shape, params.dtype) for shape in ((D, 4 * H), (H, 4 * H), (4 * H,), (Y, H), (Y,)))
+
+
 def transposed(params: Params) -> tuple[np.ndarray, np.ndarray]:
     return aligned_copy(params.W_ih.T), aligned_copy(params.W_hh.T)
 
@@ -85,7 +91,7 @@ class NumbaCpuTrainer:
         self.data = check_data(params, data, config.task)
         self.threads = thread_count(config.threads)
         self.params = Params(*(aligned_copy(a) for a in params.arrays()))
-        self.grads = Params(*(aligned_zeros(a.shape, a.dtype) for a in params.arrays()))
+        self.grads = gradient_buffers(params)
         self.W_ihT, self.W_hhT = transposed(self.params)
         N, T, D = self.data.X_train.shape
         _, H, Y = self.params.sizes
@@ -105,7 +111,7 @@ class NumbaCpuTrainer:
         losses = np.full(bounds.size - 1, np.nan)
         d = self.data
         clip = -1.0 if self.config.clip_norm is None else float(self.config.clip_norm)
-        valid = K.train_epoch(self.params.arrays(), self.W_ihT, self.W_hhT, self.grads.arrays(), self.ws,
+        valid = K.train_epoch(self.params.arrays(), self.W_ihT, self.W_hhT, self.grads, self.ws,
                               d.X_train, d.Y_train, d.X_valid, d.Y_valid, order, bounds, self.task,
                               UPTO[upto], float(self.config.lr), clip, self.group, GRAD_BLOCK, losses)
         return losses, float(valid)
@@ -125,12 +131,13 @@ def loss_and_grads(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> t
     B, T, D = X.shape
     _, H, Yn = params.sizes
     ws = workspace(B, T, D, H, Yn, Y.shape[1], Y.dtype, params.dtype)
-    grads = Params(*(aligned_zeros(a.shape, a.dtype) for a in params.arrays()))
+    grads = gradient_buffers(params)
     params = Params(*(aligned_copy(a) for a in params.arrays()))
     W_ihT, W_hhT = transposed(params)
-    total = K.minibatch(params.arrays(), W_ihT, W_hhT, grads.arrays(), ws, X, Y, np.arange(B), code, True,
+    total = K.minibatch(params.arrays(), W_ihT, W_hhT, grads, ws, X, Y, np.arange(B), code, True,
                         row_group(B, numba.get_num_threads()), GRAD_BLOCK)
-    return float(total / K.loss_terms(B, ws[6], code)), grads
+    dW_ihT, dW_hhT, db, dW_y, db_y = grads
+    return float(total / K.loss_terms(B, ws[6], code)), Params(dW_ihT.T.copy(), dW_hhT.T.copy(), db, dW_y, db_y)
 
 
 def predict(params: Params, X: np.ndarray, task: str = "regression") -> np.ndarray:

@@ -115,12 +115,12 @@ def test_backward_and_weight_gradient_kernels(sizes, dtype):
     _, cache = ref.lstm_forward(params, X)
     dh = np.random.default_rng(4).standard_normal((T, B, H)).astype(dtype)   # random upstream gradient
     expected = ref.lstm_backward(params, dh, cache)
-    for group, block in ((1, 1), (2, 3), (B, 4 * H)):
+    for group, block in ((1, 1), (2, 3), (B, H + 1)):
         *_, dz, dh_next, dc_next, _ = workspace(B, T, D, H, Y, Y, dtype, dtype)
         K.lstm_backward(params.W_hh, dh, B, group, cache.c, cache.gates, cache.tanh_c, dz, dh_next, dc_next)
-        grads = [np.zeros_like(params.W_ih), np.zeros_like(params.W_hh), np.zeros_like(params.b)]
-        K.lstm_weight_grads(time_major(X), cache.h, dz, B, block, *grads)
-        for name, a, r in zip(("dW_ih", "dW_hh", "db"), grads, expected):
+        dW_ihT, dW_hhT, db = np.ones((D, 4 * H), dtype), np.ones((H, 4 * H), dtype), np.ones(4 * H, dtype)
+        K.lstm_weight_grads(time_major(X), cache.h, dz, B, block, dW_ihT, dW_hhT, db)
+        for name, a, r in zip(("dW_ih", "dW_hh", "db"), (dW_ihT.T, dW_hhT.T, db), expected):
             assert_close(f"{name} (group {group}, block {block})", a, r)
 
 
@@ -161,8 +161,9 @@ def test_sgd_update_kernel(clip_norm, dtype):
     expected = params.copy()
     sgd_update(expected, grads, 0.3, clip_norm)
     actual = params.copy()
-    W_ihT, W_hhT = np.zeros_like(params.W_ih.T), np.zeros_like(params.W_hh.T)
-    K.sgd_update(actual.arrays(), grads.arrays(), 0.3, -1.0 if clip_norm is None else clip_norm, W_ihT, W_hhT)
+    W_ihT, W_hhT = np.ascontiguousarray(params.W_ih.T), np.ascontiguousarray(params.W_hh.T)
+    kernel_grads = (np.ascontiguousarray(grads.W_ih.T), np.ascontiguousarray(grads.W_hh.T), grads.b, grads.W_y, grads.b_y)
+    K.sgd_update(actual.arrays(), kernel_grads, 0.3, -1.0 if clip_norm is None else clip_norm, W_ihT, W_hhT)
     check_params("params", actual, expected, dtype)
     np.testing.assert_array_equal(W_ihT, actual.W_ih.T)
     np.testing.assert_array_equal(W_hhT, actual.W_hh.T)
