@@ -279,20 +279,20 @@ def lstm_backward(W_hh, dh, n_rows, group, c, gates, tanh_c, dz, dh_next, dc_nex
 def lstm_weight_grads(Xb, h, dz, n_rows, block, dW_ihT, dW_hhT, db):
     """Weight gradients, stored transposed so that the 4H outputs are contiguous (SIMD runs across them):
     dW_hhT (H, 4H) = sum over t, b of h[t, b]^T dz[t, b] (h[t] = h_{t-1}); dW_ihT (D, 4H) likewise with
-    x[t, b]; db (4H,) = sum of dz[t, b]. The prange runs over blocks of ``block`` rows of dW_hhT plus one
-    block for dW_ihT and db; every element sums its T*B terms t-major, b ascending."""
+    x[t, b]; db (4H,) = sum of dz[t, b]. The prange runs over blocks of ``block`` rows of dW_hhT (the last
+    one also does the D + 1 rows of dW_ihT and db, so that ``H / threads`` rows per block balance the
+    threads); every element sums its T*B terms t-major, b ascending."""
     T = dz.shape[0]
     H = h.shape[2]
-    n_h_blocks = (H + block - 1) // block
-    for bi in prange(n_h_blocks + 1):
-        if bi < n_h_blocks:
-            k0 = bi * block
-            k1 = min(k0 + block, H)
-            out = dW_hhT[k0:k1]
-            out[:] = 0
-            for t in range(T):
-                accumulate(out, h[t, :n_rows, k0:k1].T, dz[t, :n_rows])
-        else:
+    n_blocks = (H + block - 1) // block
+    for bi in prange(n_blocks):
+        k0 = bi * block
+        k1 = min(k0 + block, H)
+        out = dW_hhT[k0:k1]
+        out[:] = 0
+        for t in range(T):
+            accumulate(out, h[t, :n_rows, k0:k1].T, dz[t, :n_rows])
+        if bi == n_blocks - 1:
             dW_ihT[:] = 0
             db[:] = 0
             ones = np.ones((1, n_rows), dz.dtype)         # db = sum of 1 * dz: the products are exact

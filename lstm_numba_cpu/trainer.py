@@ -19,7 +19,7 @@ from lstm_numpy.training import Dataset, TrainConfig, check_data
 from . import kernels as K
 
 ROW_GROUP = 8        # batch rows per prange iteration (forward, BPTT); fewer when B is small
-GRAD_BLOCK = 8       # rows of dW_hh^T (4H values each) per prange iteration
+GRAD_BLOCK = 64      # at most this many rows of dW_hh^T (4H values each) per prange iteration
 
 UPTO = {"forward": K.FORWARD, "backward": K.BACKWARD, "update": K.UPDATE}
 
@@ -64,6 +64,12 @@ def aligned_copy(a: np.ndarray) -> np.ndarray:
     return out
 
 
+def grad_block(H: int, threads: int) -> int:
+    """Rows of dW_hh^T per prange iteration: H / threads (balanced), at most GRAD_BLOCK (fewer passes
+    over dz, which lives in L3, against more rows of dW_hh^T kept in L2). No effect on the results."""
+    return max(1, min(GRAD_BLOCK, -(-H // threads)))
+
+
 def workspace(B_max: int, T: int, D: int, H: int, Y: int, Y_cols: int, y_dtype, dtype) -> tuple:
     """The preallocated buffers of one minibatch (layouts in kernels.py): fixed shapes, reused."""
     z = lambda *shape: aligned_zeros(shape, dtype)   # noqa: E731
@@ -98,9 +104,10 @@ class NumbaCpuTrainer:
         B = config.batch_size
         self.ws = workspace(B, T, D, H, Y, self.data.Y_train.shape[1], self.data.Y_train.dtype, self.params.dtype)
         self.group = row_group(B, self.threads)
+        self.block = grad_block(H, self.threads)
         numba.set_num_threads(self.threads)
         self.stats = {"threads": self.threads, "threading_layer": threading_layer(),
-                      "row_group": self.group, "grad_block": GRAD_BLOCK}
+                      "row_group": self.group, "grad_block": self.block}
 
     def run_epoch(self, order: np.ndarray, upto: str = "update") -> tuple[np.ndarray, float]:
         if upto not in UPTO:
@@ -113,7 +120,7 @@ class NumbaCpuTrainer:
         clip = -1.0 if self.config.clip_norm is None else float(self.config.clip_norm)
         valid = K.train_epoch(self.params.arrays(), self.W_ihT, self.W_hhT, self.grads, self.ws,
                               d.X_train, d.Y_train, d.X_valid, d.Y_valid, order, bounds, self.task,
-                              UPTO[upto], float(self.config.lr), clip, self.group, GRAD_BLOCK, losses)
+                              UPTO[upto], float(self.config.lr), clip, self.group, self.block, losses)
         return losses, float(valid)
 
     def host_params(self) -> Params:
@@ -135,7 +142,7 @@ def loss_and_grads(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> t
     params = Params(*(aligned_copy(a) for a in params.arrays()))
     W_ihT, W_hhT = transposed(params)
     total = K.minibatch(params.arrays(), W_ihT, W_hhT, grads, ws, X, Y, np.arange(B), code, True,
-                        row_group(B, numba.get_num_threads()), GRAD_BLOCK)
+                        row_group(B, numba.get_num_threads()), grad_block(H, numba.get_num_threads()))
     dW_ihT, dW_hhT, db, dW_y, db_y = grads
     return float(total / K.loss_terms(B, ws[6], code)), Params(dW_ihT.T.copy(), dW_hhT.T.copy(), db, dW_y, db_y)
 
