@@ -1,11 +1,11 @@
 """Time one training epoch of the reference and of lstm_numba_cpu, as ratios measured in one run.
 
-    python -m lstm_numba_cpu.measure [--repeats 7] [--workloads seed light heavy] [--heavy-float32]
+    python -m lstm_numba_cpu.measure [--repeats 7] [--workloads seed light heavy] [--no-heavy-float32] [--stat min]
 
 For each workload: the first numba_cpu epoch (JIT compilation or loading Numba's cache, reported on
 its own), then ``repeats`` rounds, each timing one epoch of numpy, numba_cpu on all threads and
 numba_cpu on one thread, interleaved so that a noisy neighbour hits all three alike; medians are
-reported. GFLOP/s counts DESIGN.md section 7's FLOPs (a training step is 3 x 2 T B 4H (D+H) plus the
+reported (``--stat min``: the fastest of the rounds, for a machine shared with other work). GFLOP/s counts DESIGN.md section 7's FLOPs (a training step is 3 x 2 T B 4H (D+H) plus the
 head; the validation pass is one forward) and is compared with NumPy's 2048 x 2048 A @ B measured in
 the same run. speedup = T_numpy / T_numba; parallel efficiency = T_1thread / T_threads / threads.
 """
@@ -53,7 +53,7 @@ def timed(trainer, order) -> float:
     return time.perf_counter() - start
 
 
-def measure(name: str, dtype, repeats: int, threads: int) -> dict:
+def measure(name: str, dtype, repeats: int, threads: int, stat=np.median) -> dict:
     overrides = {"epochs": 1}
     w = make_workload(name, **overrides)
     params = ref.init_params(*w.sizes, seed=0, dtype=dtype)
@@ -70,7 +70,7 @@ def measure(name: str, dtype, repeats: int, threads: int) -> dict:
     for _ in range(repeats):
         for key, trainer in trainers.items():
             times[key].append(timed(trainer, order))
-    median = {key: float(np.median(v)) for key, v in times.items()}
+    median = {key: float(stat(v)) for key, v in times.items()}
     flops = epoch_flops(w.shapes, w.config.task)
     return {"workload": name, "dtype": np.dtype(dtype).name, "shapes": w.shapes, "first_epoch_s": first,
             "numpy_s": median["numpy"], "numba_s": median["numba"], "numba_1thread_s": median["numba_1"],
@@ -85,6 +85,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--workloads", nargs="+", default=["seed", "light", "heavy"])
     parser.add_argument("--no-heavy-float32", action="store_true", help="skip heavy in float32")
+    parser.add_argument("--stat", choices=["median", "min"], default="median", help="statistic of the rounds")
     args = parser.parse_args(argv)
     threads = numba.config.NUMBA_NUM_THREADS
     facts = describe()
@@ -98,11 +99,12 @@ def main(argv=None) -> int:
         runs.append(("heavy", np.float32))
     header = (f"{'workload':9} {'dtype':7} {'sizes':34} {'1st epoch':>9} {'numpy':>9} {'numba':>9} {'numba 1T':>9} "
               f"{'speedup':>8} {'par.eff':>7} {'GFLOP/s':>8} {'% A@B':>6}")
-    print(f"median of {args.repeats} epochs each; times in ms; 1st epoch = JIT compile or Numba cache load + one epoch")
+    stat = {"median": np.median, "min": np.min}[args.stat]
+    print(f"{args.stat} of {args.repeats} epochs each; times in ms; 1st epoch = JIT compile or Numba cache load + one epoch")
     print(header)
     print("-" * len(header))
     for name, dtype in runs:
-        r = measure(name, dtype, args.repeats, threads)
+        r = measure(name, dtype, args.repeats, threads, stat)
         s = r["shapes"]
         sizes = f"N={s['N_train']} T={s['T']} D={s['D']} H={s['H']} B={s['B']}"
         print(f"{name:9} {r['dtype']:7} {sizes:34} {1e3 * r['first_epoch_s']:9.1f} {1e3 * r['numpy_s']:9.2f} "
