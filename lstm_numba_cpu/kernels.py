@@ -138,12 +138,20 @@ def accumulate(out, coeffs, M):
                 q[n] = q[n] + c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3
                 u[n] = u[n] + d0 * x0 + d1 * x1 + d2 * x2 + d3 * x3
             r += 4
-        while r < R:
+        if r + 2 <= R:         # the rows left over: a pair, then a single row
+            a0, a1, a2, a3 = coeffs[r, k], coeffs[r, k + 1], coeffs[r, k + 2], coeffs[r, k + 3]
+            b0, b1, b2, b3 = coeffs[r + 1, k], coeffs[r + 1, k + 1], coeffs[r + 1, k + 2], coeffs[r + 1, k + 3]
+            o, p = out[r], out[r + 1]
+            for n in range(o.shape[0]):
+                x0, x1, x2, x3 = m0[n], m1[n], m2[n], m3[n]
+                o[n] = o[n] + a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3
+                p[n] = p[n] + b0 * x0 + b1 * x1 + b2 * x2 + b3 * x3
+            r += 2
+        if r < R:
             a0, a1, a2, a3 = coeffs[r, k], coeffs[r, k + 1], coeffs[r, k + 2], coeffs[r, k + 3]
             o = out[r]
             for n in range(o.shape[0]):
                 o[n] = o[n] + a0 * m0[n] + a1 * m1[n] + a2 * m2[n] + a3 * m3[n]
-            r += 1
         k += 4
     while k < K:
         m0 = M[k]
