@@ -371,7 +371,7 @@ def classification_loss(out, Yb, r0, r1, n_rows, row_loss):
         for t in range(T):
             v = out[t, r]
             log_softmax(v)
-            target = np.int64(Yb[r, t])    # Yb is int64 here; the cast lets one epoch function serve both tasks
+            target = np.int64(Yb[r, t])    # class ids arrive in the model's dtype (one compiled epoch for both tasks)
             total -= v[target]
             for y in range(Y):
                 v[y] = np.exp(v[y])
