@@ -285,3 +285,12 @@ def test_non_finite_loss_stops_updates_like_reference():
     assert_close("losses before the stop", losses[:2], losses_ref[:2])
     with pytest.raises(ref.NonFiniteLossError):
         nb.train(params, data, w.config)
+
+
+def test_measure_script_prints_its_table(capsys):
+    from lstm_numba_cpu import measure
+    assert measure.main(["--workloads", "light", "--repeats", "1", "--no-heavy-float32"]) == 0
+    printed = capsys.readouterr().out
+    assert "A@B" in printed and "threading layer" in printed
+    row = [line for line in printed.splitlines() if line.startswith("light")]
+    assert len(row) == 1 and row[0].rstrip().endswith("%")
