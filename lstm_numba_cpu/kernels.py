@@ -5,12 +5,14 @@ Letters: B batch, T time steps, D input features, H hidden units, Y outputs; G =
 Layouts are the reference cache's, time-major, with room for ``B_max`` rows (a minibatch uses rows 0..n_rows-1):
 
     Xb (T, B_max, D)          the minibatch's inputs, gathered in the epoch's order
+    Yb (B_max, Y | T)         its targets (class ids stored in the model's dtype)
     h, c (T+1, B_max, H)      h[0] = c[0] = 0; h[t] is the state step t starts from
     gates (T, B_max, 4H)      pre-activations z, overwritten by the activated i, f, g, o
     tanh_c (T, B_max, H)      tanh(c[t+1])
     out (T, B_max, Y)         head outputs (regression uses only out[T-1]), then d loss / d out
     dh (T, B_max, H)          the head's gradient on h[1..T]
     dz (T, B_max, 4H)         gradient on the pre-activations
+    grads                     (dW_ihT (D, 4H), dW_hhT (H, 4H), db, dW_y, db_y): input weights' gradients transposed
 
 Determinism (DESIGN.md section 5): every output element is computed by one thread, summing its terms in
 one fixed order (k ascending in products; t then b in weight gradients), so results do not depend on the
