@@ -1,0 +1,201 @@
+"""The Numba parallel-CPU backend's entry points: buffers on the host, every epoch in compiled code.
+
+The epoch loop itself (orders, averaging, non-finite stop, History) is lstm_numpy.train_with; this
+module only supplies the trainer it calls, plus ``loss_and_grads`` and ``predict`` for one batch.
+"""
+from __future__ import annotations
+
+import os
+import platform
+
+import numba
+import numpy as np
+
+from lstm_numpy import Params, batch_bounds
+from lstm_numpy.errors import UserError
+from lstm_numpy.model import TASKS
+from lstm_numpy.training import Dataset, TrainConfig, check_data
+
+from . import kernels as K
+
+ROW_GROUP = 8        # batch rows per prange iteration (forward, BPTT); fewer when B is small
+GRAD_BLOCK = 64      # at most this many rows of dW_hh^T (4H values each) per prange iteration
+
+UPTO = {"forward": K.FORWARD, "backward": K.BACKWARD, "update": K.UPDATE}
+
+
+def task_code(task: str) -> int:
+    if task not in TASKS:
+        raise UserError(f"unknown task {task!r}; use one of {', '.join(TASKS)}.")
+    return K.REGRESSION if task == "regression" else K.CLASSIFICATION
+
+
+def thread_count(threads: int | None) -> int:
+    """config.threads, else NUMBA_NUM_THREADS (Numba's default: all cores)."""
+    n = threads or numba.config.NUMBA_NUM_THREADS
+    if n > numba.config.NUMBA_NUM_THREADS:
+        raise UserError(f"{n} threads requested but Numba allows at most {numba.config.NUMBA_NUM_THREADS}; "
+                        f"set NUMBA_NUM_THREADS={n} before starting Python or ask for fewer.")
+    return n
+
+
+def row_group(batch: int, threads: int) -> int:
+    """Rows per prange iteration: up to ROW_GROUP, but at least one group per thread.
+    The results do not depend on it (each row's sums run in their own fixed order)."""
+    return max(1, min(ROW_GROUP, -(-batch // threads)))
+
+
+ALIGN = 64           # bytes: a cache line and one AVX-512 vector; NumPy only guarantees 16
+
+
+def aligned_zeros(shape, dtype) -> np.ndarray:
+    """Zeros whose first element starts a cache line, so that the SIMD loads of every row of
+    4H or H values (a multiple of 64 bytes in the heavy workloads) never straddle two lines."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    raw = np.zeros(n * dtype.itemsize + ALIGN, np.uint8)
+    start = -raw.ctypes.data % ALIGN
+    return raw[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
+
+
+def aligned_copy(a: np.ndarray) -> np.ndarray:
+    out = aligned_zeros(a.shape, a.dtype)
+    out[...] = a
+    return out
+
+
+def targets_as_floats(data: Dataset, dtype) -> Dataset:
+    """Class ids (small integers, exact in float32 and float64) stored in the model's dtype, so that
+    one compiled epoch serves both tasks: half the JIT time. The head casts them back to int64."""
+    return data._replace(Y_train=np.ascontiguousarray(data.Y_train, dtype=dtype),
+                         Y_valid=np.ascontiguousarray(data.Y_valid, dtype=dtype))
+
+
+def grad_block(H: int, threads: int) -> int:
+    """Rows of dW_hh^T per prange iteration: H / threads (balanced), at most GRAD_BLOCK (fewer passes
+    over dz, which lives in L3, against more rows of dW_hh^T kept in L2). No effect on the results."""
+    return max(1, min(GRAD_BLOCK, -(-H // threads)))
+
+
+def workspace(B_max: int, T: int, D: int, H: int, Y: int, Y_cols: int, y_dtype, dtype) -> tuple:
+    """The preallocated buffers of one minibatch (layouts in kernels.py): fixed shapes, reused."""
+    z = lambda *shape: aligned_zeros(shape, dtype)   # noqa: E731
+    return (z(T, B_max, D), np.zeros((B_max, Y_cols), y_dtype), z(T + 1, B_max, H), z(T + 1, B_max, H),
+            z(T, B_max, 4 * H), z(T, B_max, H), z(T, B_max, Y), z(T, B_max, H), z(T, B_max, 4 * H),
+            z(B_max, H), z(B_max, H), np.zeros(B_max, np.float64))
+
+
+def gradient_buffers(params: Params) -> tuple:
+    """(dW_ihT (D, 4H), dW_hhT (H, 4H), db, dW_y, db_y): the kernels' gradient layout."""
+    D, H, Y = params.sizes
+    return tuple(aligned_zeros(shape, params.dtype) for shape in ((D, 4 * H), (H, 4 * H), (4 * H,), (Y, H), (Y,)))
+
+
+def transposed(params: Params) -> tuple[np.ndarray, np.ndarray]:
+    return aligned_copy(params.W_ih.T), aligned_copy(params.W_hh.T)
+
+
+class NumbaCpuTrainer:
+    """Holds a private copy of the parameters, the gradients and the workspace; see lstm_numpy.training."""
+
+    def __init__(self, params: Params, data: Dataset, config: TrainConfig):
+        self.config = config
+        self.task = task_code(config.task)
+        self.data = targets_as_floats(check_data(params, data, config.task), params.dtype)
+        self.threads = thread_count(config.threads)
+        self.params = Params(*(aligned_copy(a) for a in params.arrays()))
+        self.grads = gradient_buffers(params)
+        self.W_ihT, self.W_hhT = transposed(self.params)
+        N, T, D = self.data.X_train.shape
+        _, H, Y = self.params.sizes
+        B = config.batch_size
+        self.ws = workspace(B, T, D, H, Y, self.data.Y_train.shape[1], self.data.Y_train.dtype, self.params.dtype)
+        self.group = row_group(B, self.threads)
+        self.block = grad_block(H, self.threads)
+        numba.set_num_threads(self.threads)
+        self.stats = {"threads": self.threads, "threading_layer": threading_layer(),
+                      "row_group": self.group, "grad_block": self.block}
+
+    def run_epoch(self, order: np.ndarray, upto: str = "update") -> tuple[np.ndarray, float]:
+        if upto not in UPTO:
+            raise UserError(f"unknown phase {upto!r}; use forward, backward or update.")
+        numba.set_num_threads(self.threads)    # per calling thread in Numba
+        order = np.ascontiguousarray(order, dtype=np.int64)
+        bounds = batch_bounds(order.size, self.config.batch_size)
+        losses = np.full(bounds.size - 1, np.nan)
+        d = self.data
+        clip = -1.0 if self.config.clip_norm is None else float(self.config.clip_norm)
+        valid = K.train_epoch(self.params.arrays(), self.W_ihT, self.W_hhT, self.grads, self.ws,
+                              d.X_train, d.Y_train, d.X_valid, d.Y_valid, order, bounds, self.task,
+                              UPTO[upto], float(self.config.lr), clip, self.group, self.block, losses)
+        return losses, float(valid)
+
+    def host_params(self) -> Params:
+        return self.params.copy()
+
+
+make_trainer = NumbaCpuTrainer
+
+
+def loss_and_grads(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> tuple[float, Params]:
+    """Loss and gradients of every parameter for one batch. X (B, T, D); Y (B, Y) or (B, T) int."""
+    code = task_code(task)
+    X = np.ascontiguousarray(X, dtype=params.dtype)
+    Y = np.ascontiguousarray(Y, dtype=params.dtype)        # class ids too: see targets_as_floats
+    B, T, D = X.shape
+    _, H, Yn = params.sizes
+    ws = workspace(B, T, D, H, Yn, Y.shape[1], Y.dtype, params.dtype)
+    grads = gradient_buffers(params)
+    params = Params(*(aligned_copy(a) for a in params.arrays()))
+    W_ihT, W_hhT = transposed(params)
+    total = K.minibatch(params.arrays(), W_ihT, W_hhT, grads, ws, X, Y, np.arange(B), code, True,
+                        row_group(B, numba.get_num_threads()), grad_block(H, numba.get_num_threads()))
+    dW_ihT, dW_hhT, db, dW_y, db_y = grads
+    return float(total / K.loss_terms(B, ws[6], code)), Params(dW_ihT.T.copy(), dW_hhT.T.copy(), db, dW_y, db_y)
+
+
+def predict(params: Params, X: np.ndarray, task: str = "regression") -> np.ndarray:
+    """Regression: predictions (B, Y). Classification: class probabilities (B, T, Y)."""
+    code = task_code(task)
+    X = np.ascontiguousarray(X, dtype=params.dtype)
+    B, T, D = X.shape
+    _, H, Yn = params.sizes
+    ws = workspace(B, T, D, H, Yn, 1, params.dtype, params.dtype)
+    W_ihT, W_hhT = transposed(params)
+    out = K.predict_outputs(params.arrays(), W_ihT, W_hhT, ws, X, code, row_group(B, numba.get_num_threads()))
+    return out[-1].copy() if code == K.REGRESSION else out.transpose(1, 0, 2).copy()
+
+
+def threading_layer() -> str:
+    """Numba's threading layer; it is chosen when the first parallel function runs."""
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        K.lstm_forward(*(np.zeros((1, 4)),) * 2, np.zeros(4), np.zeros((1, 1, 1)), 1, 1,
+                       np.zeros((2, 1, 1)), np.zeros((2, 1, 1)), np.zeros((1, 1, 4)), np.zeros((1, 1, 1)))
+        # (running any parallel kernel, here on a 1-unit model, makes Numba choose its layer)
+        return numba.threading_layer()
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def is_available() -> str | None:
+    """Numba's CPU target runs wherever Numba is installed."""
+    return None
+
+
+def describe() -> dict:
+    """Facts about this backend for results files."""
+    return {"backend": "numba_cpu", "numba": numba.__version__, "numpy": np.__version__,
+            "threads": numba.get_num_threads(), "max_threads": numba.config.NUMBA_NUM_THREADS,
+            "threading_layer": threading_layer(), "cpu": cpu_model(), "cores": os.cpu_count(),
+            "kernel_version": 1}
