@@ -125,6 +125,19 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
         return a4[r]
 
     @cuda.jit(device=True)
+    def write_flat(which, r, col, value, a0, a1, a2, a3, a4):
+        if which == 0:
+            a0[r, col] = value
+        elif which == 1:
+            a1[r, col] = value
+        elif which == 2:
+            a2[r] = value
+        elif which == 3:
+            a3[r, col] = value
+        else:
+            a4[r] = value
+
+    @cuda.jit(device=True)
     def sgd_flat(which, r, col, step, p0, p1, p2, p3, p4, g0, g1, g2, g3, g4):
         """params -= step * grads for one element (step = lr * clip scale)."""
         if which == 0:
@@ -413,6 +426,23 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
                 acc += A[m, n]
             out[n] = acc
 
+    @cuda.jit(device=True)
+    def cell_forward(gates, c, h, tanh_c, t, b, k, H, z_i, z_f, z_g, z_o):
+        """One unit k of step t from its pre-activations: gates[t, b, :] activated, c[t+1], tanh_c[t], h[t+1]."""
+        gi = sigmoid(z_i)
+        gf = sigmoid(z_f)
+        gg = math.tanh(z_g)
+        go = sigmoid(z_o)
+        gates[t, b, k] = gi
+        gates[t, b, H + k] = gf
+        gates[t, b, 2 * H + k] = gg
+        gates[t, b, 3 * H + k] = go
+        c_new = gf * c[t, b, k] + gi * gg
+        c[t + 1, b, k] = c_new
+        tc = math.tanh(c_new)
+        tanh_c[t, b, k] = tc
+        h[t + 1, b, k] = go * tc
+
     @cuda.jit
     def gates_forward(gates, c, h, tanh_c, t, nrows):
         """Step t: activate the pre-activations in gates[t] in place, then c[t+1], tanh_c[t], h[t+1]."""
@@ -421,19 +451,8 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
         if i < nrows * H:
             b = i // H
             k = i % H
-            gi = sigmoid(gates[t, b, k])
-            gf = sigmoid(gates[t, b, H + k])
-            gg = math.tanh(gates[t, b, 2 * H + k])
-            go = sigmoid(gates[t, b, 3 * H + k])
-            gates[t, b, k] = gi
-            gates[t, b, H + k] = gf
-            gates[t, b, 2 * H + k] = gg
-            gates[t, b, 3 * H + k] = go
-            c_new = gf * c[t, b, k] + gi * gg
-            c[t + 1, b, k] = c_new
-            tc = math.tanh(c_new)
-            tanh_c[t, b, k] = tc
-            h[t + 1, b, k] = go * tc
+            cell_forward(gates, c, h, tanh_c, t, b, k, H, gates[t, b, k], gates[t, b, H + k],
+                         gates[t, b, 2 * H + k], gates[t, b, 3 * H + k])
 
     @cuda.jit(device=True)
     def cell_backward(gates, c, tanh_c, dz, dc_next, t, b, k, H, dh_t):
@@ -521,19 +540,7 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
                     r_o += W_hh[3 * H + k, m] * hv
             cuda.syncthreads()
         if active:
-            gi = sigmoid(z_i + r_i)
-            gf = sigmoid(z_f + r_f)
-            gg = math.tanh(z_g + r_g)
-            go = sigmoid(z_o + r_o)
-            gates[t, b, k] = gi
-            gates[t, b, H + k] = gf
-            gates[t, b, 2 * H + k] = gg
-            gates[t, b, 3 * H + k] = go
-            c_new = gf * c[t, b, k] + gi * gg
-            c[t + 1, b, k] = c_new
-            tc = math.tanh(c_new)
-            tanh_c[t, b, k] = tc
-            h[t + 1, b, k] = go * tc
+            cell_forward(gates, c, h, tanh_c, t, b, k, H, z_i + r_i, z_f + r_f, z_g + r_g, z_o + r_o)
 
     @cuda.jit
     def step_backward(gates, c, tanh_c, dh_head, W_hh, dz, dc_next, t, T, nrows):
@@ -574,16 +581,7 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
         if idx < n_params(D, H, Y):
             which, r, col = locate(idx, D, H, Y)
             value = grad_element(which, r, col, X, order, off, nrows, T, task, dz, h, dout)
-            if which == 0:
-                g0[r, col] = value
-            elif which == 1:
-                g1[r, col] = value
-            elif which == 2:
-                g2[r] = value
-            elif which == 3:
-                g3[r, col] = value
-            else:
-                g4[r] = value
+            write_flat(which, r, col, value, g0, g1, g2, g3, g4)
 
     # ------------------------------------------------------------------ v3: persistent kernels
 
@@ -756,16 +754,7 @@ def _build(FT):  # noqa: C901 - one factory keeps the kernels in one readable fi
             which, r, col = locate(idx, D, H, Y)
             value = grad_element(which, r, col, X, order, off, nrows, T, task, dz, h, dout)
             square = value * value
-            if which == 0:
-                g0[r, col] = value
-            elif which == 1:
-                g1[r, col] = value
-            elif which == 2:
-                g2[r] = value
-            elif which == 3:
-                g3[r, col] = value
-            else:
-                g4[r] = value
+            write_flat(which, r, col, value, g0, g1, g2, g3, g4)
         cuda.threadfence()   # this thread's gradient entry visible to the last block before any ticket is taken
         block_total = block_sum(buf, square)
         if tid == 0:

@@ -16,7 +16,8 @@ Every backend package (this one, ``lstm_numba_cpu``, ``lstm_numba_cuda``) export
 from .backends import BACKENDS, get_backend
 from .checks import RTOL, assert_close, rtol_for
 from .errors import NonFiniteLossError, UserError
-from .model import TASKS, head_forward, loss_and_grads, loss_only, lstm_backward, lstm_forward, predict, sigmoid
+from .model import (TASKS, gate_gradients, head_forward, loss_and_grads, loss_only, lstm_backward, lstm_forward,
+                    predict, sigmoid, weight_gradients)
 from .params import Params, init_params, load_params, save_params, shapes_for
 from .training import (PHASES, Dataset, History, TrainConfig, batch_bounds, epoch_orders, make_trainer, train,
                        train_with)
@@ -35,7 +36,7 @@ def describe() -> dict:
 
 __all__ = [
     "BACKENDS", "get_backend", "RTOL", "assert_close", "rtol_for", "NonFiniteLossError", "UserError",
-    "TASKS", "head_forward", "loss_and_grads", "loss_only", "lstm_backward", "lstm_forward", "predict",
+    "TASKS", "gate_gradients", "weight_gradients", "head_forward", "loss_and_grads", "loss_only", "lstm_backward", "lstm_forward", "predict",
     "sigmoid", "Params", "init_params", "load_params", "save_params", "shapes_for", "Dataset", "History",
     "TrainConfig", "batch_bounds", "epoch_orders", "train", "train_with", "PHASES", "make_trainer",
     "is_available", "describe",

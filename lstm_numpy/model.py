@@ -73,15 +73,15 @@ def lstm_forward(params: Params, X: np.ndarray) -> tuple[np.ndarray, Cache]:
     return h, Cache(X, h, c, gates, tanh_c)
 
 
-def lstm_backward(params: Params, dh: np.ndarray, cache: Cache):
+def gate_gradients(params: Params, dh: np.ndarray, cache: Cache) -> np.ndarray:
     """Backpropagation through time, step by step the mirror of ``lstm_forward``.
 
     dh (T, B, H): the head's gradient on h_1..h_T.
-    Returns dW_ih (4H, D), dW_hh (4H, H), db (4H,).
+    Returns dz (T, B, 4H): the gradient on the gate pre-activations z_t.
     """
-    X, h, c, gates, tanh_c = cache
+    _, h, c, gates, tanh_c = cache
     T, B, H = dh.shape
-    dz = np.empty((T, B, 4 * H), params.dtype)                 # gradient on the pre-activations
+    dz = np.empty((T, B, 4 * H), params.dtype)
     dh_next = np.zeros((B, H), params.dtype)                    # from step t+1 through W_hh
     dc_next = np.zeros((B, H), params.dtype)                    # from step t+1 through f
     for t in reversed(range(T)):
@@ -102,11 +102,25 @@ def lstm_backward(params: Params, dh: np.ndarray, cache: Cache):
         dz[t, :, 3 * H:] = do * o * (1.0 - o)
         # backprop z = ... + W_hh h_prev
         dh_next = dz[t] @ params.W_hh                           # (B, H)
-    dz_rows = dz.reshape(T * B, 4 * H)
-    dW_ih = dz_rows.T @ X.transpose(1, 0, 2).reshape(T * B, -1)  # (4H, D)
-    dW_hh = dz_rows.T @ h[:-1].reshape(T * B, H)                 # (4H, H)
-    db = dz_rows.sum(axis=0)                                     # (4H,)
+    return dz
+
+
+def weight_gradients(dz: np.ndarray, cache: Cache):
+    """Sum the per-step gradients over T and B.
+
+    dz (T, B, 4H) -> dW_ih (4H, D), dW_hh (4H, H), db (4H,).
+    """
+    T, B, H4 = dz.shape
+    dz_rows = dz.reshape(T * B, H4)
+    dW_ih = dz_rows.T @ cache.X.transpose(1, 0, 2).reshape(T * B, -1)  # (4H, D)
+    dW_hh = dz_rows.T @ cache.h[:-1].reshape(T * B, H4 // 4)            # (4H, H)
+    db = dz_rows.sum(axis=0)                                             # (4H,)
     return dW_ih, dW_hh, db
+
+
+def lstm_backward(params: Params, dh: np.ndarray, cache: Cache):
+    """BPTT: dh (T, B, H) -> dW_ih (4H, D), dW_hh (4H, H), db (4H,)."""
+    return weight_gradients(gate_gradients(params, dh, cache), cache)
 
 
 def head_forward(params: Params, h: np.ndarray, task: str) -> np.ndarray:

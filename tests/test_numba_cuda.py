@@ -53,25 +53,6 @@ def make_dataset(rng, task, dtype=np.float64):
     return ref.Dataset(X[:N_TRAIN], Y[:N_TRAIN], X[N_TRAIN:], Y[N_TRAIN:])
 
 
-def reference_dz(params, dh, cache):
-    """The reference BPTT's gradient on the pre-activations, dz (T, B, 4H) (lstm_backward keeps it local)."""
-    _, _, c, gates, tanh_c = cache
-    T, B, H = dh.shape
-    dz = np.empty((T, B, 4 * H))
-    dh_next = np.zeros((B, H))
-    dc_next = np.zeros((B, H))
-    for t in reversed(range(T)):
-        i, f, g, o = np.split(gates[t], 4, axis=1)
-        dh_t = dh[t] + dh_next
-        do = dh_t * tanh_c[t]
-        dc = dc_next + dh_t * o * (1.0 - tanh_c[t] ** 2)
-        dc_next = dc * f
-        dz[t] = np.concatenate([dc * g * i * (1 - i), dc * c[t] * f * (1 - f), dc * i * (1 - g * g),
-                                do * o * (1 - o)], axis=1)
-        dh_next = dz[t] @ params.W_hh
-    return dz
-
-
 def reference_dout(params, h, Y, task):
     """The head's gradient on its outputs, time-major (T, B, Y) as the device stores it."""
     out = ref.head_forward(params, h, task)
@@ -110,7 +91,7 @@ def test_every_cache_and_gradient_matches_reference(version, task, sizes):
     ref.assert_close(f"v{version} dout", got["dout"], reference_dout(params, h, Yt, task))
     if "dh_head" in got:
         ref.assert_close(f"v{version} dh_head", got["dh_head"], dh)
-    ref.assert_close(f"v{version} dz", got["dz"], reference_dz(params, dh, cache))
+    ref.assert_close(f"v{version} dz", got["dz"], ref.gate_gradients(params, dh, cache))
     denominator = B * (Y if task == "regression" else T)
     ref.assert_close(f"v{version} rowloss", got["rowloss"].sum() / denominator, loss)
     ref.assert_close(f"v{version} loss", trainer.launcher.to_host(trainer.epoch_out)[0], ref_loss)
