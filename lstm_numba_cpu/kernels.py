@@ -291,25 +291,43 @@ def lstm_weight_grads(Xb, h, dz, n_rows, block, dW_ihT, dW_hhT, db):
     dW_hhT (H, 4H) = sum over t, b of h[t, b]^T dz[t, b] (h[t] = h_{t-1}); dW_ihT (D, 4H) likewise with
     x[t, b]; db (4H,) = sum of dz[t, b]. The prange runs over blocks of ``block`` rows of dW_hhT (the last
     one also does the D + 1 rows of dW_ihT and db, so that ``H / threads`` rows per block balance the
-    threads); every element sums its T*B terms t-major, b ascending."""
+    threads); every element sums its T*B terms t-major, b ascending.
+
+    A full minibatch (n_rows = B_max) sees its T*B terms as one (T*B, .) matrix, so that ``accumulate``
+    takes them four at a time across step boundaries too: the same additions in the same order as one
+    call per step (the partial last minibatch), with ``out`` loaded and stored once per four terms."""
     T = dz.shape[0]
+    B_max = dz.shape[1]
     H = h.shape[2]
+    G = dz.shape[2]
+    D = Xb.shape[2]
+    full = n_rows == B_max
+    h_all = h.reshape(((T + 1) * B_max, H))[:T * B_max]        # row t*B_max + b is h[t, b]
+    dz_all = dz.reshape((T * B_max, G))
+    x_all = Xb.reshape((T * B_max, D))
     n_blocks = (H + block - 1) // block
     for bi in prange(n_blocks):
         k0 = bi * block
         k1 = min(k0 + block, H)
         out = dW_hhT[k0:k1]
         out[:] = 0
-        for t in range(T):
-            accumulate(out, h[t, :n_rows, k0:k1].T, dz[t, :n_rows])
+        if full:
+            accumulate(out, h_all[:, k0:k1].T, dz_all)
+        else:
+            for t in range(T):
+                accumulate(out, h[t, :n_rows, k0:k1].T, dz[t, :n_rows])
         if bi == n_blocks - 1:
             dW_ihT[:] = 0
             db[:] = 0
-            ones = np.ones((1, n_rows), dz.dtype)         # db = sum of 1 * dz: the products are exact
             db_row = db.reshape(1, db.shape[0])
-            for t in range(T):
-                accumulate(dW_ihT, Xb[t, :n_rows].T, dz[t, :n_rows])
-                accumulate(db_row, ones, dz[t, :n_rows])
+            if full:
+                accumulate(dW_ihT, x_all.T, dz_all)
+                accumulate(db_row, np.ones((1, T * B_max), dz.dtype), dz_all)   # db = sum of 1 * dz: exact products
+            else:
+                ones = np.ones((1, n_rows), dz.dtype)
+                for t in range(T):
+                    accumulate(dW_ihT, Xb[t, :n_rows].T, dz[t, :n_rows])
+                    accumulate(db_row, ones, dz[t, :n_rows])
 
 
 # ----------------------------------------------------------------------------- the heads

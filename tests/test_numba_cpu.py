@@ -122,6 +122,13 @@ def test_backward_and_weight_gradient_kernels(sizes, dtype):
         K.lstm_weight_grads(time_major(X), cache.h, dz, B, block, dW_ihT, dW_hhT, db)
         for name, a, r in zip(("dW_ih", "dW_hh", "db"), (dW_ihT.T, dW_hhT.T, db), expected):
             assert_close(f"{name} (group {group}, block {block})", a, r)
+        # a minibatch with fewer rows than the workspace (B_max = B + 2, spare rows NaN): the per-step
+        # path, which must give the same sums, in the same order, as the one-matrix path of a full batch
+        pad = lambda a: np.concatenate([a, np.full(a.shape[:1] + (2,) + a.shape[2:], np.nan, dtype)], axis=1)  # noqa: E731
+        partial = np.ones((D, 4 * H), dtype), np.ones((H, 4 * H), dtype), np.ones(4 * H, dtype)
+        K.lstm_weight_grads(pad(time_major(X)), pad(cache.h), pad(dz), B, block, *partial)
+        for name, a, b in zip(("dW_ihT", "dW_hhT", "db"), partial, (dW_ihT, dW_hhT, db)):
+            assert np.array_equal(a, b), f"{name} (n_rows < B_max, block {block})"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
