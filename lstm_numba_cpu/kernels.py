@@ -121,18 +121,23 @@ def accumulate(out, coeffs, M):
     innermost loop runs over n (contiguous in ``out`` and ``M``), so SIMD lanes hold different
     outputs and never split a sum. The four rows of M in use are reused by every row r from L1.
     Row r's result does not depend on R or on which other rows share the call.
+
+    Every row view is cut to the same N columns (out[r, :N], M[k, :N]), so that the eight arrays of the
+    inner loop share one visible length: measured ~20% faster weight gradients in float32 than with
+    whole-row views out[r], M[k] (the same sums), no change in float64.
     """
     R, K = coeffs.shape
+    N = out.shape[1]
     k = 0
     while k + 4 <= K:
-        m0, m1, m2, m3 = M[k], M[k + 1], M[k + 2], M[k + 3]
+        m0, m1, m2, m3 = M[k, :N], M[k + 1, :N], M[k + 2, :N], M[k + 3, :N]
         r = 0
         while r + 4 <= R:      # four rows share each load of M and give the CPU four independent chains
             a0, a1, a2, a3 = coeffs[r, k], coeffs[r, k + 1], coeffs[r, k + 2], coeffs[r, k + 3]
             b0, b1, b2, b3 = coeffs[r + 1, k], coeffs[r + 1, k + 1], coeffs[r + 1, k + 2], coeffs[r + 1, k + 3]
             c0, c1, c2, c3 = coeffs[r + 2, k], coeffs[r + 2, k + 1], coeffs[r + 2, k + 2], coeffs[r + 2, k + 3]
             d0, d1, d2, d3 = coeffs[r + 3, k], coeffs[r + 3, k + 1], coeffs[r + 3, k + 2], coeffs[r + 3, k + 3]
-            o, p, q, u = out[r], out[r + 1], out[r + 2], out[r + 3]
+            o, p, q, u = out[r, :N], out[r + 1, :N], out[r + 2, :N], out[r + 3, :N]
             for n in range(o.shape[0]):     # range(len) lets Numba prove n >= 0, so LLVM vectorises
                 x0, x1, x2, x3 = m0[n], m1[n], m2[n], m3[n]
                 o[n] = o[n] + a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3
@@ -143,7 +148,7 @@ def accumulate(out, coeffs, M):
         if r + 2 <= R:         # the rows left over: a pair, then a single row
             a0, a1, a2, a3 = coeffs[r, k], coeffs[r, k + 1], coeffs[r, k + 2], coeffs[r, k + 3]
             b0, b1, b2, b3 = coeffs[r + 1, k], coeffs[r + 1, k + 1], coeffs[r + 1, k + 2], coeffs[r + 1, k + 3]
-            o, p = out[r], out[r + 1]
+            o, p = out[r, :N], out[r + 1, :N]
             for n in range(o.shape[0]):
                 x0, x1, x2, x3 = m0[n], m1[n], m2[n], m3[n]
                 o[n] = o[n] + a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3
@@ -151,15 +156,15 @@ def accumulate(out, coeffs, M):
             r += 2
         if r < R:
             a0, a1, a2, a3 = coeffs[r, k], coeffs[r, k + 1], coeffs[r, k + 2], coeffs[r, k + 3]
-            o = out[r]
+            o = out[r, :N]
             for n in range(o.shape[0]):
                 o[n] = o[n] + a0 * m0[n] + a1 * m1[n] + a2 * m2[n] + a3 * m3[n]
         k += 4
     while k < K:
-        m0 = M[k]
+        m0 = M[k, :N]
         for r in range(R):
             a0 = coeffs[r, k]
-            o = out[r]
+            o = out[r, :N]
             for n in range(o.shape[0]):
                 o[n] = o[n] + a0 * m0[n]
         k += 1
@@ -285,6 +290,12 @@ def lstm_backward(W_hh, dh, n_rows, group, c, gates, tanh_c, dz, dh_next, dc_nex
         backward_rows(W_hh, dh, r0, min(r0 + group, n_rows), c, gates, tanh_c, dz, dh_next, dc_next)
 
 
+# (t, b) terms per chunk of the weight gradients: a chunk of dz (WG_TERMS x 4H, 256 KB in float64 at
+# H = 128) stays in L2 while dW_hh^T's rows and then dW_ih^T's and db's use it, instead of being read
+# from L3 once for dW_hh^T and once more for each of dW_ih^T and db.
+WG_TERMS = 128
+
+
 @njit(**PARALLEL)
 def lstm_weight_grads(Xb, h, dz, n_rows, block, dW_ihT, dW_hhT, db):
     """Weight gradients, stored transposed so that the 4H outputs are contiguous (SIMD runs across them):
@@ -295,7 +306,9 @@ def lstm_weight_grads(Xb, h, dz, n_rows, block, dW_ihT, dW_hhT, db):
 
     A full minibatch (n_rows = B_max) sees its T*B terms as one (T*B, .) matrix, so that ``accumulate``
     takes them four at a time across step boundaries too: the same additions in the same order as one
-    call per step (the partial last minibatch), with ``out`` loaded and stored once per four terms."""
+    call per step (the partial last minibatch), with ``out`` loaded and stored once per four terms. It is
+    taken in chunks of WG_TERMS terms (see above), in ascending order: every element still adds the same
+    terms in the same order, so the chunking changes no bit."""
     T = dz.shape[0]
     B_max = dz.shape[1]
     H = h.shape[2]
@@ -309,23 +322,26 @@ def lstm_weight_grads(Xb, h, dz, n_rows, block, dW_ihT, dW_hhT, db):
     for bi in prange(n_blocks):
         k0 = bi * block
         k1 = min(k0 + block, H)
-        out = dW_hhT[k0:k1]
-        out[:] = 0
-        if full:
-            accumulate(out, h_all[:, k0:k1].T, dz_all)
-        else:
-            for t in range(T):
-                accumulate(out, h[t, :n_rows, k0:k1].T, dz[t, :n_rows])
-        if bi == n_blocks - 1:
+        last = bi == n_blocks - 1
+        dW_hhT[k0:k1] = 0
+        if last:
             dW_ihT[:] = 0
             db[:] = 0
-            db_row = db.reshape(1, db.shape[0])
-            if full:
-                accumulate(dW_ihT, x_all.T, dz_all)
-                accumulate(db_row, np.ones((1, T * B_max), dz.dtype), dz_all)   # db = sum of 1 * dz: exact products
-            else:
-                ones = np.ones((1, n_rows), dz.dtype)
-                for t in range(T):
+        db_row = db.reshape(1, db.shape[0])
+        if full:
+            ones = np.ones((1, T * B_max), dz.dtype)       # db = sum of 1 * dz: exact products
+            for j0 in range(0, T * B_max, WG_TERMS):
+                j1 = min(j0 + WG_TERMS, T * B_max)
+                chunk = dz_all[j0:j1]
+                accumulate(dW_hhT[k0:k1], h_all[j0:j1, k0:k1].T, chunk)
+                if last:
+                    accumulate(dW_ihT, x_all[j0:j1].T, chunk)
+                    accumulate(db_row, ones[:, j0:j1], chunk)
+        else:
+            ones = np.ones((1, n_rows), dz.dtype)
+            for t in range(T):
+                accumulate(dW_hhT[k0:k1], h[t, :n_rows, k0:k1].T, dz[t, :n_rows])
+                if last:
                     accumulate(dW_ihT, Xb[t, :n_rows].T, dz[t, :n_rows])
                     accumulate(db_row, ones, dz[t, :n_rows])
 

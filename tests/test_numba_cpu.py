@@ -107,8 +107,13 @@ def test_forward_kernel(sizes, dtype):
             assert_close(f"{name} (group {group})", a, r)
 
 
+# T*B = 279 terms: more than one chunk of K.WG_TERMS, the last one ragged
+CHUNKED = (9, 31, 2, 6, 3)
+assert CHUNKED[0] * CHUNKED[1] > 2 * K.WG_TERMS and CHUNKED[0] * CHUNKED[1] % K.WG_TERMS % 4
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("sizes", SIZES)
+@pytest.mark.parametrize("sizes", SIZES + [CHUNKED])
 def test_backward_and_weight_gradient_kernels(sizes, dtype):
     B, T, D, H, Y = sizes
     params, X, _ = make_batch(*sizes, dtype, "regression", seed=3)
