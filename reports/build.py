@@ -39,13 +39,30 @@ def read_documents(results_dir) -> list[dict]:
     return documents
 
 
-def latest_by_workload(documents: list[dict]) -> dict[str, dict]:
-    """The newest run without --sweep of each workload."""
+def latest_by_workload(documents: list[dict], dtype: str = "float64") -> dict[str, dict]:
+    """The newest run of each workload in ``dtype``, leaving out sweeps and single-thread runs."""
     latest = {}
     for document in documents:
-        if document.get("sweep") is None:
-            latest[document["config"]["workload"]] = document
+        config = document["config"]
+        if document.get("sweep") is None and config["dtype"] == dtype and config.get("threads") != 1:
+            latest[config["workload"]] = document
     return latest
+
+
+def thread_efficiency(documents: list[dict], document: dict, backend: str = "numba_cpu") -> str | None:
+    """T(1 thread) / (threads * T(threads)) for a CPU backend, from the newest --threads 1 run of the same
+    workload and dtype, as a sentence; None when there is no such run."""
+    config = document["config"]
+    result = timed_results(document).get(backend)
+    single = [d for d in documents if d.get("sweep") is None and d["config"].get("threads") == 1
+              and (d["config"]["workload"], d["config"]["dtype"]) == (config["workload"], config["dtype"])
+              and backend in timed_results(d)]
+    if not result or not single or not result.get("threads") or result["threads"] < 2:
+        return None
+    t1 = timed_results(single[-1])[backend]["median_epoch_seconds"]
+    tn, n = result["median_epoch_seconds"], result["threads"]
+    return (f"{backend} on {n} threads against 1 thread (file `{single[-1]['_file']}`): "
+            f"{tables.seconds(t1)} / ({n} x {tables.seconds(tn)}) = {100 * t1 / (n * tn):.0f}% parallel efficiency.")
 
 
 def machine_line(document: dict) -> str:
@@ -191,7 +208,7 @@ def build_report(out_dir, results_dir, seeds: int = 5, forecast_backend: str = "
     runs = [forecast_run(seed, forecast_backend, **(forecast_overrides or {})) for seed in range(seeds)]
     written += figures.forecast_figure(folder, series, airpassengers_months(), runs,
                                        {"persistence": persistence(series), "seasonal naive": seasonal_naive(series)})
-    text = report_markdown(latest, sweeps, runs, forecast_backend, forecast_overrides, written)
+    text = report_markdown(documents, latest, sweeps, runs, forecast_backend, forecast_overrides, written)
     path = os.path.join(out_dir, "REPORT.md")
     fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".md")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -200,7 +217,7 @@ def build_report(out_dir, results_dir, seeds: int = 5, forecast_backend: str = "
     return path
 
 
-def report_markdown(latest, sweeps, runs, forecast_backend, overrides, written) -> str:
+def report_markdown(documents, latest, sweeps, runs, forecast_backend, overrides, written) -> str:
     have = {os.path.splitext(os.path.basename(p))[0] for p in written}
     image = lambda name, alt: f"![{alt}](figures/{name}.png)" if name in have else f"*(no {alt}: see below)*"  # noqa: E731
     lines = ["# parallel-lstm: course report", "",
@@ -235,13 +252,24 @@ def report_markdown(latest, sweeps, runs, forecast_backend, overrides, written) 
               "whole notebook cell. Here the model is a gated LSTM whose gradients pass finite-difference checks, every",
               "backend matches the reference to 1e-10 in float64 without rounding, compilation is timed apart and",
               "never inside an epoch, and each figure is the median of repeated epochs with the GPU synchronised.", ""]
-    for workload in WORKLOAD_ORDER:
-        if workload in latest and timed_results(latest[workload]):
-            doc = latest[workload]
-            lines += [f"**{workload}** ({shapes_text(doc)}, {doc['config']['dtype']}; "
-                      f"NumPy 2048x2048 matmul: {doc['reference_matmul']['float64_gflops']:.1f} GFLOP/s float64, "
-                      f"{doc['reference_matmul']['float32_gflops']:.1f} float32; machine: {machine_line(doc)})", "",
-                      detail_table(doc), ""]
+    lines += ["JIT compile is the first minus the second run on a tiny slice; with Numba's on-disk cache warm",
+              "(`cache=True`) it is the time to load compiled code, while a first run on a fresh machine compiles",
+              "for about 30 s per dtype. \"efficiency/thread\" is speedup / threads as DESIGN.md defines it; the",
+              "1-thread against 2-thread efficiency follows a table where a `--threads 1` run exists. GFLOP/s count",
+              "3 x 2*T*B*4H*(D+H) per training step plus the head (`run_comparison.training_flops`).", ""]
+    for dtype in ("float64", "float32"):
+        by_workload = latest if dtype == "float64" else latest_by_workload(documents, dtype)
+        for workload in WORKLOAD_ORDER:
+            if workload in by_workload and timed_results(by_workload[workload]):
+                doc = by_workload[workload]
+                lines += [f"**{workload}** ({shapes_text(doc)}, {dtype}; "
+                          f"NumPy 2048x2048 matmul: {doc['reference_matmul']['float64_gflops']:.1f} GFLOP/s float64, "
+                          f"{doc['reference_matmul']['float32_gflops']:.1f} float32, the {dtype} rate is the "
+                          f"denominator; machine: {machine_line(doc)}; file `{doc['_file']}`)", "",
+                          detail_table(doc), ""]
+                efficiency = thread_efficiency(documents, doc)
+                if efficiency:
+                    lines += [efficiency, ""]
     lines += [image("epoch-time", "epoch times"), image("speedup", "speedup bars"), ""]
     for sweep in sweeps:
         s = sweep["document"]["sweep"]
