@@ -692,7 +692,13 @@ def run(args, say, progress: Progress) -> int:
                 results[name], histories[name] = run_backend(census[name], workload, params, progress, compiled,
                                                              breakdown=args.sweep is None)
             except NonFiniteLossError as exc:
-                raise NonFiniteLossError(f"{name}{where}: {exc}", exc.epoch, exc.minibatch) from None
+                if name == REFERENCE:       # the run itself diverges: exit 3
+                    raise NonFiniteLossError(f"{name}{where}: {exc}", exc.epoch, exc.minibatch) from None
+                # the reference trained cleanly, so a diverging backend disagrees with it (exit 1)
+                failed[name] = str(exc)
+                print(f"run_comparison.py: {name}{where}: {exc}", file=sys.stderr)
+                mismatches.append({"backend": name, "label": label,
+                                   "message": f"{name}{where} diverged where the reference did not: {exc}"})
             except UserError:
                 raise
             except Exception as exc:      # a bug in a backend fails the verdict; the others still run

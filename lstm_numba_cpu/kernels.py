@@ -319,6 +319,7 @@ def lstm_weight_grads(Xb, h, dz, n_rows, block, dW_ihT, dW_hhT, db):
     dz_all = dz.reshape((T * B_max, G))
     x_all = Xb.reshape((T * B_max, D))
     n_blocks = (H + block - 1) // block
+    ones = np.ones((1, T * B_max), dz.dtype)               # db = sum of 1 * dz: exact products; read-only below
     for bi in prange(n_blocks):
         k0 = bi * block
         k1 = min(k0 + block, H)
@@ -329,7 +330,6 @@ def lstm_weight_grads(Xb, h, dz, n_rows, block, dW_ihT, dW_hhT, db):
             db[:] = 0
         db_row = db.reshape(1, db.shape[0])
         if full:
-            ones = np.ones((1, T * B_max), dz.dtype)       # db = sum of 1 * dz: exact products
             for j0 in range(0, T * B_max, WG_TERMS):
                 j1 = min(j0 + WG_TERMS, T * B_max)
                 chunk = dz_all[j0:j1]
@@ -338,12 +338,11 @@ def lstm_weight_grads(Xb, h, dz, n_rows, block, dW_ihT, dW_hhT, db):
                     accumulate(dW_ihT, x_all[j0:j1].T, chunk)
                     accumulate(db_row, ones[:, j0:j1], chunk)
         else:
-            ones = np.ones((1, n_rows), dz.dtype)
             for t in range(T):
                 accumulate(dW_hhT[k0:k1], h[t, :n_rows, k0:k1].T, dz[t, :n_rows])
                 if last:
                     accumulate(dW_ihT, Xb[t, :n_rows].T, dz[t, :n_rows])
-                    accumulate(db_row, ones, dz[t, :n_rows])
+                    accumulate(db_row, ones[:, :n_rows], dz[t, :n_rows])
 
 
 # ----------------------------------------------------------------------------- the heads

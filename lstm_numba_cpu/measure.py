@@ -22,6 +22,7 @@ import numpy as np
 import lstm_numpy as ref
 from data import make_workload
 from lstm_numpy.training import epoch_orders
+from run_comparison import positive_int
 
 from . import describe, make_trainer
 
@@ -83,7 +84,7 @@ def measure(name: str, dtype, repeats: int, threads: int, stat=np.median) -> dic
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=positive_int, default=7)
     parser.add_argument("--workloads", nargs="+", default=["seed", "light", "heavy"])
     parser.add_argument("--no-heavy-float32", action="store_true", help="skip heavy in float32")
     parser.add_argument("--stat", choices=["median", "min"], default="median", help="statistic of the rounds")

@@ -14,7 +14,7 @@ import numpy as np
 from lstm_numpy import Params, batch_bounds
 from lstm_numpy.errors import UserError
 from lstm_numpy.model import TASKS
-from lstm_numpy.training import Dataset, TrainConfig, check_data
+from lstm_numpy.training import Dataset, TrainConfig, check_batch, check_data, check_phase
 
 from . import kernels as K
 
@@ -117,8 +117,7 @@ class NumbaCpuTrainer:
                       "row_group": self.group, "grad_block": self.block}
 
     def run_epoch(self, order: np.ndarray, upto: str = "update") -> tuple[np.ndarray, float]:
-        if upto not in UPTO:
-            raise UserError(f"unknown phase {upto!r}; use forward, backward or update.")
+        check_phase(upto)
         numba.set_num_threads(self.threads)    # per calling thread in Numba
         order = np.ascontiguousarray(order, dtype=np.int64)
         bounds = batch_bounds(order.size, self.config.batch_size)
@@ -140,7 +139,7 @@ make_trainer = NumbaCpuTrainer
 def loss_and_grads(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> tuple[float, Params]:
     """Loss and gradients of every parameter for one batch. X (B, T, D); Y (B, Y) or (B, T) int."""
     code = task_code(task)
-    X = np.ascontiguousarray(X, dtype=params.dtype)
+    X, Y = check_batch(params, X, Y, task)                 # compiled code has no bounds checks
     Y = np.ascontiguousarray(Y, dtype=params.dtype)        # class ids too: see targets_as_floats
     B, T, D = X.shape
     _, H, Yn = params.sizes
@@ -157,7 +156,7 @@ def loss_and_grads(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> t
 def predict(params: Params, X: np.ndarray, task: str = "regression") -> np.ndarray:
     """Regression: predictions (B, Y). Classification: class probabilities (B, T, Y)."""
     code = task_code(task)
-    X = np.ascontiguousarray(X, dtype=params.dtype)
+    X, _ = check_batch(params, X, None, task)
     B, T, D = X.shape
     _, H, Yn = params.sizes
     ws = workspace(B, T, D, H, Yn, 1, params.dtype, params.dtype)

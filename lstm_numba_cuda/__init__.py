@@ -13,7 +13,7 @@ Kernel versions (``TrainConfig(kernel_version=N)``; ``loss_and_grads`` and ``pre
        activations and the state update (backward likewise), one fused head kernel, one
        weight-gradient pass after the time loop; loss, clip scale, SGD.  2T + 5 launches
        run: train(params, data, TrainConfig(..., kernel_version=2))
-    3  (default) persistent kernel: one launch, one block per sample, runs the whole forward
+    3  (default, provisional: chosen by launch count until gpu_check times the versions on a GPU) persistent kernel: one launch, one block per sample, runs the whole forward
        pass, the head and BPTT with the time loop inside the kernel (h, c, gates in shared
        memory); a second launch computes the weight gradients, the loss, the global norm and
        clip scale (deterministic last-block reduction) and applies SGD.  2 launches

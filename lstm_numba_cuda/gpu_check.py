@@ -34,7 +34,9 @@ import lstm_numpy as ref
 from lstm_numpy.training import NumpyTrainer, epoch_orders
 
 from . import describe, is_available, loss_and_grads, simulator_enabled, train
-from .trainer import KERNEL_VERSIONS, CudaTrainer
+from run_comparison import positive_int
+
+from .trainer import KERNEL_VERSIONS, CudaTrainer, check_version
 
 WORKLOADS = ("light", "heavy", "gpu")
 
@@ -79,8 +81,8 @@ def validate(versions) -> list[dict]:
                    "task": config.task, "sizes": str(workload.shapes), "ok": True, "error": ""}
             try:
                 got = train(params, workload.data, replace(config, kernel_version=version))
-                ref.assert_close("train_loss", np.array(got.train_loss), np.array(want.train_loss))
-                ref.assert_close("valid_loss", np.array(got.valid_loss), np.array(want.valid_loss))
+                ref.assert_close("train_loss", np.array(got.train_loss), np.array(want.train_loss), atol=0)
+                ref.assert_close("valid_loss", np.array(got.valid_loss), np.array(want.valid_loss), atol=0)
                 for (name, value), (_, expected) in zip(got.params.items(), want.params.items()):
                     ref.assert_close(name, value, expected)
             except AssertionError as exc:
@@ -165,8 +167,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="folder for the JSON and CSV results (created if missing)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--versions", default=",".join(map(str, KERNEL_VERSIONS)))
-    parser.add_argument("--repeats", type=int, default=5, help="timed epochs after the warm-up epoch")
-    parser.add_argument("--baseline-batches", type=int, default=4,
+    parser.add_argument("--repeats", type=positive_int, default=5, help="timed epochs after the warm-up epoch")
+    parser.add_argument("--baseline-batches", type=positive_int, default=4,
                         help="minibatches the CPU baselines time on heavy/gpu (then extrapolated)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     args = parser.parse_args(argv)
@@ -178,7 +180,12 @@ def main(argv=None) -> int:
     if reason is not None:
         print(f"gpu_check: {reason}", file=sys.stderr)
         return 2
-    versions = [int(v) for v in args.versions.split(",")]
+    try:
+        versions = [check_version(int(v)) for v in args.versions.split(",")]
+    except (ValueError, ref.UserError) as exc:
+        print(f"gpu_check: --versions takes kernel versions from {sorted(KERNEL_VERSIONS)} separated by commas "
+              f"({exc}).", file=sys.stderr)
+        return 2
     workloads = args.workloads.split(",")
     for name in workloads:
         if name not in WORKLOADS:

@@ -17,7 +17,7 @@ from numba import cuda
 
 from lstm_numpy.errors import UserError
 from lstm_numpy.params import Params, check_dtype
-from lstm_numpy.training import PHASES, Dataset, TrainConfig, batch_bounds, check_data
+from lstm_numpy.training import PHASES, Dataset, TrainConfig, batch_bounds, check_data, check_phase
 
 from . import kernels as kern
 from .device import Launcher, device_facts, require_device
@@ -35,6 +35,14 @@ _FLOAT_TYPES = {np.dtype(np.float64): numba.float64, np.dtype(np.float32): numba
 
 def _blocks(n: int, per_block: int) -> int:
     return max(1, -(-n // per_block))
+
+
+SHARED_MEMORY_LIMIT = 48 * 1024   # bytes of dynamic shared memory a launch gets without opting in
+
+
+def persistent_shared_bytes(H: int, Y: int, dtype) -> int:
+    """v3 keeps h, c, the gates (4H) and the head outputs of one sample in shared memory."""
+    return (6 * H + Y) * np.dtype(dtype).itemsize
 
 
 def check_version(version: int | None) -> int:
@@ -102,6 +110,11 @@ class CudaTrainer:
         self.K = kern.build_kernels(_FLOAT_TYPES[self.dtype])
         self.launcher = L = Launcher()
         self.D, self.H, self.Y = params.sizes
+        if self.version == 3 and persistent_shared_bytes(self.H, self.Y, self.dtype) > SHARED_MEMORY_LIMIT:
+            raise UserError(f"kernel_version 3 keeps one sample's state in shared memory, "
+                            f"{persistent_shared_bytes(self.H, self.Y, self.dtype)} bytes for H={self.H} in "
+                            f"{self.dtype}, over the {SHARED_MEMORY_LIMIT}-byte limit; use kernel_version 2 "
+                            f"or a smaller H.")
         self.T = data.X_train.shape[1]
         self.task = kern.REGRESSION if config.task == "regression" else kern.CLASSIFICATION
         self.n_train = data.X_train.shape[0]
@@ -154,8 +167,7 @@ class CudaTrainer:
 
     def run_epoch(self, order: np.ndarray, upto: str = "update") -> tuple[np.ndarray, float]:
         """Train one epoch on ``order`` (N_train,); returns the minibatch losses (n_batches,) and the valid loss."""
-        if upto not in PHASES:
-            raise UserError(f"unknown phase {upto!r}; use one of {', '.join(PHASES)}.")
+        check_phase(upto)
         order = np.asarray(order)
         if order.shape != (self.n_train,):
             raise UserError(f"the epoch order must have shape ({self.n_train},), got {order.shape}.")
@@ -280,7 +292,7 @@ class CudaTrainer:
     def _persistent(self, ws: Workspace, X, targets, order, off: int, nrows: int, mode: int, rowloss,
                     row_off: int = 0) -> None:
         p = self.params
-        shared_bytes = (6 * self.H + self.Y) * self.dtype.itemsize
+        shared_bytes = persistent_shared_bytes(self.H, self.Y, self.dtype)
         self.launcher.launch(self.K.persistent, nrows, self.persistent_threads, X, targets, order, off, nrows,
                              self.T, self.task, mode, *p, ws.gates, ws.c, ws.h, ws.tanh_c, ws.dz, ws.dout,
                              rowloss, row_off, shared_bytes=shared_bytes)

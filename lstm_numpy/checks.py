@@ -6,7 +6,8 @@ rtol is 1e-10 in float64 and 1e-4 in float32. atol defaults to rtol times the
 largest |r| of the tensor: an entry that is a small difference of large terms
 (a gradient that nearly cancels) cannot be expected to keep relative accuracy
 of its own, only relative to the tensor's scale. Scalars (losses) thus get a
-purely relative test.
+purely relative test, and loss histories are compared with atol=0 so that every
+epoch is held to its own value.
 """
 from __future__ import annotations
 

@@ -109,30 +109,45 @@ def epoch_orders(n: int, epochs: int, seed: int) -> np.ndarray:
     return np.stack([rng.permutation(n) for _ in range(epochs)]).astype(np.int64)
 
 
+def check_phase(upto: str) -> None:
+    """Every trainer's ``run_epoch`` accepts exactly the phases in PHASES."""
+    if upto not in PHASES:
+        raise UserError(f"unknown phase {upto!r}; use one of {', '.join(PHASES)}.")
+
+
+def check_batch(params: Params, X, Y, task: str, split: str = ""):
+    """Validate one batch against the model and cast it: X (N, T, D) to the parameters' dtype;
+    Y (N, Y) float for regression, (N, T) int64 class ids in 0..Y-1 for classification, or None."""
+    D, H, n_out = params.sizes
+    X, name_x, name_y = np.asarray(X), f"X{split}", f"Y{split}"
+    if task not in TASKS:
+        raise UserError(f"unknown task {task!r}; use one of {', '.join(TASKS)}.")
+    if X.ndim != 3 or X.shape[2] != D:
+        raise UserError(f"{name_x} must have shape (N, T, {D}), got {X.shape}.")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise UserError(f"{name_x} is empty (shape {X.shape}); the series is too short for the window.")
+    X = np.ascontiguousarray(X, dtype=params.dtype)
+    if Y is None:
+        return X, None
+    Y = np.asarray(Y)
+    if task == "regression":
+        if Y.shape != (X.shape[0], n_out):
+            raise UserError(f"{name_y} must have shape ({X.shape[0]}, {n_out}) for regression, got {Y.shape}.")
+        return X, np.ascontiguousarray(Y, dtype=params.dtype)
+    if Y.shape != X.shape[:2] or not np.issubdtype(Y.dtype, np.integer):
+        raise UserError(f"{name_y} must be integer class ids of shape {X.shape[:2]}, got {Y.dtype} {Y.shape}.")
+    if Y.min() < 0 or Y.max() >= n_out:
+        raise UserError(f"{name_y} has class ids outside 0..{n_out - 1}.")
+    return X, np.ascontiguousarray(Y, dtype=np.int64)
+
+
 def check_data(params: Params, data: Dataset, task: str) -> Dataset:
-    """Validate shapes and cast the float arrays to the parameters' dtype."""
-    D, H, Y = params.sizes
-    checked = []
-    for split in ("train", "valid"):
-        X, T_ = getattr(data, f"X_{split}"), getattr(data, f"Y_{split}")
-        if X.ndim != 3 or X.shape[2] != D:
-            raise UserError(f"X_{split} must have shape (N, T, {D}), got {X.shape}.")
-        if X.shape[0] == 0 or X.shape[1] == 0:
-            raise UserError(f"X_{split} is empty (shape {X.shape}); the series is too short for the window.")
-        if task == "regression":
-            if T_.shape != (X.shape[0], Y):
-                raise UserError(f"Y_{split} must have shape ({X.shape[0]}, {Y}) for regression, got {T_.shape}.")
-            T_ = np.ascontiguousarray(T_, dtype=params.dtype)
-        else:
-            if T_.shape != X.shape[:2] or not np.issubdtype(T_.dtype, np.integer):
-                raise UserError(f"Y_{split} must be integer class ids of shape {X.shape[:2]}, got {T_.dtype} {T_.shape}.")
-            if T_.min() < 0 or T_.max() >= Y:
-                raise UserError(f"Y_{split} has class ids outside 0..{Y - 1}.")
-            T_ = np.ascontiguousarray(T_, dtype=np.int64)
-        checked += [np.ascontiguousarray(X, dtype=params.dtype), T_]
-    if checked[0].shape[1] != checked[2].shape[1]:
+    """Validate every split with ``check_batch`` and cast the float arrays to the parameters' dtype."""
+    X_train, Y_train = check_batch(params, data.X_train, data.Y_train, task, "_train")
+    X_valid, Y_valid = check_batch(params, data.X_valid, data.Y_valid, task, "_valid")
+    if X_train.shape[1] != X_valid.shape[1]:
         raise UserError("training and validation windows must have the same length T.")
-    return Dataset(*checked)
+    return Dataset(X_train, Y_train, X_valid, Y_valid)
 
 
 def train_with(make_trainer: Callable[[Params, Dataset, TrainConfig], Trainer],
@@ -195,6 +210,7 @@ class NumpyTrainer:
         self.stats = {}
 
     def run_epoch(self, order: np.ndarray, upto: str = "update") -> tuple[np.ndarray, float]:
+        check_phase(upto)
         X, Y = self.data.X_train, self.data.Y_train
         bounds = batch_bounds(order.size, self.config.batch_size)
         losses = np.full(bounds.size - 1, np.nan)

@@ -206,8 +206,8 @@ def test_training_matches_reference_float64(version, task, clip_norm):
     if clip_norm is not None:   # make sure the clipping branch is really taken
         assert (clip_scales_of_first_epoch(params, data, config) < 1).any()
     got, want = cu.train(params, data, config), ref.train(params, data, config)
-    ref.assert_close("train_loss", np.array(got.train_loss), np.array(want.train_loss))
-    ref.assert_close("valid_loss", np.array(got.valid_loss), np.array(want.valid_loss))
+    ref.assert_close("train_loss", np.array(got.train_loss), np.array(want.train_loss), atol=0)
+    ref.assert_close("valid_loss", np.array(got.valid_loss), np.array(want.valid_loss), atol=0)
     for (name, value), (_, expected) in zip(got.params.items(), want.params.items()):
         assert value.dtype == np.float64
         ref.assert_close(name, value, expected)
@@ -222,8 +222,8 @@ def test_training_matches_reference_float32(version):
     config = ref.TrainConfig(task="regression", epochs=2, lr=0.5, batch_size=BATCH, clip_norm=0.3,
                              kernel_version=version)
     got, want = cu.train(params, data, config), ref.train(params, data, config)
-    ref.assert_close("train_loss", np.array(got.train_loss), np.array(want.train_loss), rtol=1e-4)
-    ref.assert_close("valid_loss", np.array(got.valid_loss), np.array(want.valid_loss), rtol=1e-4)
+    ref.assert_close("train_loss", np.array(got.train_loss), np.array(want.train_loss), rtol=1e-4, atol=0)
+    ref.assert_close("valid_loss", np.array(got.valid_loss), np.array(want.valid_loss), rtol=1e-4, atol=0)
     for (name, value), (_, expected) in zip(got.params.items(), want.params.items()):
         assert value.dtype == np.float32
         ref.assert_close(name, value, expected)
@@ -394,6 +394,15 @@ def test_unknown_kernel_version_is_a_user_error():
     X, Yt = make_batch(np.random.default_rng(0), "regression")
     with pytest.raises(ref.UserError, match="unknown kernel_version 7"):
         cu.loss_and_grads(params, X, Yt, "regression", kernel_version=7)
+
+
+def test_v3_refuses_a_hidden_size_beyond_shared_memory():
+    # (6H + Y) * 8 bytes > 48 KiB from H = 1024 in float64; the check runs before anything is launched.
+    params = ref.init_params(1, 1024, 1)
+    X, Yt = np.zeros((1, 1, 1)), np.zeros((1, 1))
+    data = ref.Dataset(X, Yt, X, Yt)
+    with pytest.raises(ref.UserError, match="over the 49152-byte limit; use kernel_version 2"):
+        CudaTrainer(params, data, ref.TrainConfig(kernel_version=3))
 
 
 def test_backend_registry_and_reexports():

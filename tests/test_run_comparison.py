@@ -238,15 +238,26 @@ def test_a_stub_package_is_reported_as_not_implemented(monkeypatch):
     assert "does not export" in status.reason and "train" in status.reason
 
 
-def test_non_finite_loss_stops_with_a_clear_message(tmp_path, monkeypatch, capsys):
+def test_a_diverging_reference_stops_with_a_clear_message(tmp_path, capsys):
+    assert run(["--backends", "numpy", "--workload", "light", "--epochs", "2", "--lr", "1e300", "--quiet"],
+               tmp_path) == 3
+    err = capsys.readouterr().err
+    assert "numpy" in err and "epoch 0, minibatch" in err and "not finite" in err
+    assert not tmp_path.exists() or not list(tmp_path.iterdir())
+
+
+def test_a_backend_that_diverges_alone_fails_the_verdict_and_results_are_kept(tmp_path, monkeypatch, capsys):
     def diverging_train(params, data, config, progress=None):
         raise NonFiniteLossError("training diverged: the loss of epoch 1, minibatch 3 is not finite; "
                                  "lower the learning rate or set clip_norm.", 1, 3)
     add_fake_backend(monkeypatch, "diverging", train=diverging_train)
-    assert run(["--backends", "diverging", "--epochs", "2", "--quiet"], tmp_path) == 3
-    err = capsys.readouterr().err
-    assert "diverging" in err and "epoch 1, minibatch 3" in err
-    assert not tmp_path.exists() or not list(tmp_path.iterdir())
+    add_fake_backend(monkeypatch, "fine")
+    assert run(["--backends", "diverging,fine", "--epochs", "2"], tmp_path) == 1
+    captured = capsys.readouterr()
+    assert "VERDICT: FAIL" in captured.out and "epoch 1, minibatch 3" in captured.err
+    document = resultfiles.read_results(results_in(tmp_path, ".json")[0])
+    assert "minibatch 3" in document["runs"][0]["failed"]["diverging"]
+    assert document["runs"][0]["results"]["fine"]["agrees"] is True
 
 
 def test_a_sweep_of_two_sizes_fits_a_slope(tmp_path, capsys):
