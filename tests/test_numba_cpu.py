@@ -311,3 +311,16 @@ def test_measure_script_prints_its_table(capsys):
     assert "A@B" in printed and "threading layer" in printed
     row = [line for line in printed.splitlines() if line.startswith("light")]
     assert len(row) == 1 and row[0].rstrip().endswith("%")
+
+
+def test_bad_batches_are_user_errors_not_out_of_bounds_reads():
+    # Compiled code has no bounds checks, so the entry points must refuse what would read or write outside arrays.
+    params = ref.init_params(3, 5, 3, seed=0)
+    X = np.zeros((2, 4, 3))
+    with pytest.raises(ref.UserError, match="class ids outside 0..2"):
+        nb.loss_and_grads(params, X, np.full((2, 4), 3), "classification")
+    with pytest.raises(ref.UserError, match=r"X must have shape \(N, T, 3\)"):
+        nb.predict(params, np.zeros((2, 4, 5)), "classification")
+    with pytest.raises(ref.UserError, match="unknown phase 'sideways'"):
+        w = make_workload("light")
+        nb.make_trainer(ref.init_params(*w.sizes), w.data, w.config).run_epoch(np.arange(95), "sideways")
