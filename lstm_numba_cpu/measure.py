@@ -22,7 +22,7 @@ import numpy as np
 import lstm_numpy as ref
 from data import make_workload
 from lstm_numpy.training import epoch_orders
-from run_comparison import positive_int
+from run_comparison import epoch_flops, positive_int
 
 from . import describe, make_trainer
 
@@ -39,14 +39,6 @@ def matmul_gflops(dtype, n: int = 2048, repeats: int = 5) -> float:
         A @ B
         times.append(time.perf_counter() - start)
     return 2 * n ** 3 / np.min(times) / 1e9
-
-
-def epoch_flops(shapes: dict, task: str) -> float:
-    """FLOPs of one epoch: every training sample's step, plus the validation forward pass."""
-    T, D, H, Y = shapes["T"], shapes["D"], shapes["H"], shapes["Y"]
-    head_steps = T if task == "classification" else 1
-    per_sample = 2 * T * 4 * H * (D + H) + 2 * head_steps * Y * H     # forward of one sample
-    return 3 * per_sample * shapes["N_train"] + per_sample * shapes["N_valid"]
 
 
 def timed(trainer, order) -> float:

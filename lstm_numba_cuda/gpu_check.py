@@ -34,7 +34,7 @@ import lstm_numpy as ref
 from lstm_numpy.training import NumpyTrainer, epoch_orders
 
 from . import describe, is_available, loss_and_grads, simulator_enabled, train
-from run_comparison import positive_int
+from run_comparison import epoch_flops, positive_int
 
 from .trainer import KERNEL_VERSIONS, CudaTrainer, check_version
 
@@ -119,7 +119,7 @@ def benchmark(workload_names, versions, repeats: int, baseline_batches: int, dty
         _, H, Y = workload.sizes
         B = workload.config.batch_size
         n_batches = -(-N // B)
-        flop_per_epoch = 3 * 2 * T * N * 4 * H * (D + H)   # DESIGN.md section 7, head left out
+        flop_per_epoch = epoch_flops(workload.shapes, workload.config.task)   # the harness's count, head included
         candidates = [("numpy", None, NumpyTrainer)]
         try:
             import lstm_numba_cpu
