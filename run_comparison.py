@@ -7,7 +7,7 @@
 
 In order, it:
 1. checks every option (a bad one: one sentence on stderr, exit 2, nothing written);
-2. builds the workload (DESIGN.md section 4) and one set of initial parameters for all backends;
+2. builds the workload (data/workloads.py) and one set of initial parameters for all backends;
 3. per backend: times the JIT compilation on a tiny slice of the same dtype and task (the
    difference between a first and a second tiny run), trains the configured epochs (the loss
    log; per-epoch wall time, CPU user and sys time, peak memory), then times an epoch's
@@ -20,7 +20,7 @@ In order, it:
 Exit codes: 0 every backend agrees with the reference; 1 one disagrees; 2 bad input; 3 training
 produced a non-finite loss.
 
-Measuring (DESIGN.md section 7): compilation is never inside an epoch time; the epoch time is
+Measuring: compilation is never inside an epoch time; the epoch time is
 the median of the training run's epochs; ``run_epoch`` returns host losses, so a GPU epoch is
 synchronised before the clock is read; speedup = T_numpy / T_backend on the same workload;
 parallel efficiency = speedup / threads for CPU backends; GFLOP/s come from ``training_flops``
@@ -39,6 +39,8 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+
+from lstm_numpy.flops import epoch_flops, training_flops
 
 REFERENCE = "numpy"
 # Names a backend package must export for the harness to run it (see lstm_numpy/__init__.py).
@@ -61,33 +63,6 @@ def default_out_dir() -> Path:
     here = Path(__file__).resolve().parent
     root = here if (here / "pyproject.toml").exists() else Path.cwd()
     return root / "reports" / "results"
-
-
-# --------------------------------------------------------------------------------------------
-# The work model
-# --------------------------------------------------------------------------------------------
-
-def training_flops(T: int, B: int, D: int, H: int, Y: int, task: str) -> float:
-    """Floating-point operations of one training step (forward + BPTT) on B sequences of T steps.
-
-    The gate matmuls dominate: every step and row computes z = W_ih x_t + W_hh h_{t-1}, a
-    (4H, D+H) matrix times a vector, 2*4H*(D+H) operations; the backward pass costs about twice
-    the forward (gradients with respect to the inputs and to the weights), hence
-
-        3 * 2*T*B*4H*(D+H)    plus the head, 3 * 2*B*H*Y (regression: the last step only)
-                                          or 3 * 2*T*B*H*Y (classification: every step).
-
-    Elementwise gate work and the loss are O(T*B*H) and left out.
-    """
-    head_steps = T if task == "classification" else 1
-    return 3.0 * (2.0 * T * B * 4 * H * (D + H) + 2.0 * head_steps * B * H * Y)
-
-
-def epoch_flops(shapes: dict, task: str) -> float:
-    """One epoch: a training step on every training sequence, plus the validation forward pass (1/3 of a step)."""
-    T, D, H, Y = shapes["T"], shapes["D"], shapes["H"], shapes["Y"]
-    per_sequence = training_flops(T, 1, D, H, Y, task)
-    return per_sequence * shapes["N_train"] + per_sequence / 3.0 * shapes["N_valid"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,7 +304,7 @@ class Progress:
 
 def tiny_slice(workload):
     """The same task, dtype and sizes on a few sequences: enough to compile every kernel."""
-    from lstm_numpy.training import Dataset
+    from lstm_numpy.contract import Dataset
     B = workload.config.batch_size
     d = workload.data
     n_train, n_valid = min(len(d.X_train), B + 1), min(len(d.X_valid), 2)
@@ -338,7 +313,7 @@ def tiny_slice(workload):
 
 def warm_up(module, params, workload) -> float:
     """Run a 1-epoch training and every run_epoch phase on a tiny slice; return the seconds taken."""
-    from lstm_numpy.training import PHASES, check_data, epoch_orders
+    from lstm_numpy.contract import PHASES, check_data, epoch_orders
     tiny = tiny_slice(workload)
     config = dataclasses.replace(workload.config, epochs=1)
     start = time.perf_counter()
@@ -371,7 +346,7 @@ def phase_breakdown(module, params, workload, median_epoch: float) -> dict:
     host_params_seconds: copying the weights back. Both happen once per run, outside the epochs.
     The forward phase includes the validation pass, which every run_epoch call makes.
     """
-    from lstm_numpy.training import PHASES, check_data, epoch_orders
+    from lstm_numpy.contract import PHASES, check_data, epoch_orders
     config = workload.config
     data = check_data(params, workload.data, config.task)
     order = epoch_orders(len(data.X_train), 1, config.seed)[0]

@@ -1,4 +1,4 @@
-"""The named workloads (DESIGN.md section 4): data, model sizes and training defaults.
+"""The named workloads (the table below; the README repeats it): data, model sizes and training defaults.
 
     seed   AirPassengers, the original project's pipeline    T=11, D=Y=3, H=50, B=7, lr 0.1   classification
     light  AirPassengers one-step forecast                   T=12, D=Y=1, H=16, B=16, lr 0.1  regression
@@ -17,7 +17,7 @@ import numpy as np
 
 from lstm_numpy.errors import UserError
 from lstm_numpy.params import Params, check_sizes, init_params
-from lstm_numpy.training import Dataset, TrainConfig
+from lstm_numpy.contract import Dataset, TrainConfig
 
 from .light import LightPipeline
 from .seed import seed_dataset

@@ -14,7 +14,7 @@ Layouts are the reference cache's, time-major, with room for ``B_max`` rows (a m
     dz (T, B_max, 4H)         gradient on the pre-activations
     grads                     (dW_ihT (D, 4H), dW_hhT (H, 4H), db, dW_y, db_y): input weights' gradients transposed
 
-Determinism (DESIGN.md section 5): every output element is computed by one thread, summing its terms in
+Determinism (the equivalence rule of lstm_numpy/checks.py): every output element is computed by one thread, summing its terms in
 one fixed order (k ascending in products; t then b in weight gradients), so results do not depend on the
 thread count or on how rows are grouped. Parallel loops run over independent things: groups of batch
 rows in forward and BPTT (a group runs its whole time loop without meeting the other threads), blocks
@@ -33,8 +33,8 @@ from numba.extending import intrinsic, overload
 
 SERIAL = dict(cache=True, error_model="numpy")   # numpy error model: no ZeroDivision branch in loops
 PARALLEL = dict(SERIAL, parallel=True)
-REGRESSION, CLASSIFICATION = 0, 1
-FORWARD, BACKWARD, UPDATE = 0, 1, 2
+
+from lstm_numpy.contract import BACKWARD, CLASSIFICATION, FORWARD, REGRESSION, UPDATE  # noqa: F401 (codes read by kernels)
 
 
 # ----------------------------------------------------------------------------- tanh that vectorises
@@ -581,7 +581,7 @@ def valid_loss(params, W_ihT, W_hhT, grads, ws, X, Y, task, group, block):
 @njit(**SERIAL)
 def train_epoch(params, W_ihT, W_hhT, grads, ws, X, Y, X_valid, Y_valid, order, bounds,
                 task, upto, lr, clip_norm, group, block, losses):
-    """One epoch (the Trainer contract in lstm_numpy/training.py), all in compiled code.
+    """One epoch (the Trainer contract in lstm_numpy/contract.py), all in compiled code.
 
     Minibatch k is order[bounds[k]:bounds[k+1]]; losses (n_batches,) float64 prefilled with NaN
     receives each minibatch's loss before its update. Returns the validation loss.

@@ -5,7 +5,7 @@
 For each workload: the first numba_cpu epoch (JIT compilation or loading Numba's cache, reported on
 its own), then ``repeats`` rounds, each timing one epoch of numpy, numba_cpu on all threads and
 numba_cpu on one thread, interleaved so that a noisy neighbour hits all three alike; medians are
-reported (``--stat min``: the fastest of the rounds, for a machine shared with other work). GFLOP/s counts DESIGN.md section 7's FLOPs (a training step is 3 x 2 T B 4H (D+H) plus the
+reported (``--stat min``: the fastest of the rounds, for a machine shared with other work). GFLOP/s counts lstm_numpy.flops' FLOPs (a training step is 3 x 2 T B 4H (D+H) plus the
 head; the validation pass is one forward) and is compared with NumPy's 2048 x 2048 A @ B measured in
 the same run. speedup = T_numpy / T_numba; parallel efficiency = T_1thread / T_threads / threads.
 """
@@ -21,8 +21,9 @@ import numpy as np
 
 import lstm_numpy as ref
 from data import make_workload
-from lstm_numpy.training import epoch_orders
-from run_comparison import epoch_flops, positive_int
+from lstm_numpy.contract import epoch_orders
+from lstm_numpy.flops import epoch_flops
+from run_comparison import positive_int
 
 from . import describe, make_trainer
 
@@ -52,7 +53,7 @@ def measure(name: str, dtype, repeats: int, threads: int, stat=np.median) -> dic
     w = make_workload(name, **overrides)
     params = ref.init_params(*w.sizes, seed=0, dtype=dtype)
     order = epoch_orders(w.data.X_train.shape[0], 1, 0)[0]
-    data = ref.training.check_data(params, w.data, w.config.task)
+    data = ref.contract.check_data(params, w.data, w.config.task)
     trainers = {"numpy": ref.make_trainer(params, data, w.config)}
     start = time.perf_counter()
     trainers["numba"] = make_trainer(params, data, replace(w.config, threads=threads))

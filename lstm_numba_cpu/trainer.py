@@ -13,21 +13,12 @@ import numpy as np
 
 from lstm_numpy import Params, batch_bounds
 from lstm_numpy.errors import UserError
-from lstm_numpy.model import TASKS
-from lstm_numpy.training import Dataset, TrainConfig, check_batch, check_data, check_phase
+from lstm_numpy.contract import Dataset, TrainConfig, check_batch, check_data, check_phase, check_task
 
 from . import kernels as K
 
 ROW_GROUP = 8        # batch rows per prange iteration (forward, BPTT); fewer when B is small
 GRAD_BLOCK = 64      # at most this many rows of dW_hh^T (4H values each) per prange iteration
-
-UPTO = {"forward": K.FORWARD, "backward": K.BACKWARD, "update": K.UPDATE}
-
-
-def task_code(task: str) -> int:
-    if task not in TASKS:
-        raise UserError(f"unknown task {task!r}; use one of {', '.join(TASKS)}.")
-    return K.REGRESSION if task == "regression" else K.CLASSIFICATION
 
 
 def thread_count(threads: int | None) -> int:
@@ -96,11 +87,11 @@ def transposed(params: Params) -> tuple[np.ndarray, np.ndarray]:
 
 
 class NumbaCpuTrainer:
-    """Holds a private copy of the parameters, the gradients and the workspace; see lstm_numpy.training."""
+    """Holds a private copy of the parameters, the gradients and the workspace; see lstm_numpy.contract."""
 
     def __init__(self, params: Params, data: Dataset, config: TrainConfig):
         self.config = config
-        self.task = task_code(config.task)
+        self.task = check_task(config.task)
         self.data = targets_as_floats(check_data(params, data, config.task), params.dtype)
         self.threads = thread_count(config.threads)
         self.params = Params(*(aligned_copy(a) for a in params.arrays()))
@@ -117,7 +108,7 @@ class NumbaCpuTrainer:
                       "row_group": self.group, "grad_block": self.block}
 
     def run_epoch(self, order: np.ndarray, upto: str = "update") -> tuple[np.ndarray, float]:
-        check_phase(upto)
+        phase = check_phase(upto)
         numba.set_num_threads(self.threads)    # per calling thread in Numba
         order = np.ascontiguousarray(order, dtype=np.int64)
         bounds = batch_bounds(order.size, self.config.batch_size)
@@ -126,7 +117,7 @@ class NumbaCpuTrainer:
         clip = -1.0 if self.config.clip_norm is None else float(self.config.clip_norm)
         valid = K.train_epoch(self.params.arrays(), self.W_ihT, self.W_hhT, self.grads, self.ws,
                               d.X_train, d.Y_train, d.X_valid, d.Y_valid, order, bounds, self.task,
-                              UPTO[upto], float(self.config.lr), clip, self.group, self.block, losses)
+                              phase, float(self.config.lr), clip, self.group, self.block, losses)
         return losses, float(valid)
 
     def host_params(self) -> Params:
@@ -138,7 +129,7 @@ make_trainer = NumbaCpuTrainer
 
 def loss_and_grads(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> tuple[float, Params]:
     """Loss and gradients of every parameter for one batch. X (B, T, D); Y (B, Y) or (B, T) int."""
-    code = task_code(task)
+    code = check_task(task)
     X, Y = check_batch(params, X, Y, task)                 # compiled code has no bounds checks
     Y = np.ascontiguousarray(Y, dtype=params.dtype)        # class ids too: see targets_as_floats
     B, T, D = X.shape
@@ -155,7 +146,7 @@ def loss_and_grads(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> t
 
 def predict(params: Params, X: np.ndarray, task: str = "regression") -> np.ndarray:
     """Regression: predictions (B, Y). Classification: class probabilities (B, T, Y)."""
-    code = task_code(task)
+    code = check_task(task)
     X, _ = check_batch(params, X, None, task)
     B, T, D = X.shape
     _, H, Yn = params.sizes

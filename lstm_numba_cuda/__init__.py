@@ -31,7 +31,7 @@ Without a GPU (Numba's CUDA simulator, tiny sizes):
 Entry points are those of lstm_numpy (see its docstring); ``predict`` also takes kernel_version.
 """
 from lstm_numpy import Params, init_params
-from lstm_numpy.training import train_with
+from lstm_numpy.contract import train_with
 
 from .device import NO_GPU_MESSAGE, is_available, simulator_enabled
 from .trainer import DEFAULT_KERNEL_VERSION, KERNEL_VERSIONS, CudaTrainer, loss_and_grads, make_trainer, predict

@@ -31,10 +31,12 @@ import numpy as np
 from data.workloads import make_workload
 
 import lstm_numpy as ref
-from lstm_numpy.training import NumpyTrainer, epoch_orders
+from lstm_numpy.contract import epoch_orders
+from lstm_numpy.trainer import NumpyTrainer
 
 from . import describe, is_available, loss_and_grads, simulator_enabled, train
-from run_comparison import epoch_flops, positive_int
+from lstm_numpy.flops import epoch_flops
+from run_comparison import positive_int
 
 from .trainer import KERNEL_VERSIONS, CudaTrainer, check_version
 
@@ -114,7 +116,7 @@ def benchmark(workload_names, versions, repeats: int, baseline_batches: int, dty
     for name in workload_names:
         workload = make_workload(name)
         params = ref.init_params(*workload.sizes, seed=0, dtype=dtype)
-        data = ref.training.check_data(params, workload.data, workload.config.task)
+        data = ref.contract.check_data(params, workload.data, workload.config.task)
         N, T, D = data.X_train.shape
         _, H, Y = workload.sizes
         B = workload.config.batch_size

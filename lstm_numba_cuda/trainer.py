@@ -17,7 +17,7 @@ from numba import cuda
 
 from lstm_numpy.errors import UserError
 from lstm_numpy.params import Params, check_dtype
-from lstm_numpy.training import PHASES, Dataset, TrainConfig, batch_bounds, check_data, check_phase
+from lstm_numpy.contract import PHASES, Dataset, TrainConfig, batch_bounds, check_data, check_phase
 
 from . import kernels as kern
 from .device import Launcher, device_facts, require_device
@@ -96,7 +96,7 @@ class Workspace:
 
 
 class CudaTrainer:
-    """The Trainer of lstm_numpy.training on the GPU (or the simulator); see the module docstring.
+    """The Trainer of lstm_numpy.contract on the GPU (or the simulator); see the module docstring.
 
     ``stats`` holds the kernel version, the launch and transfer counts of the last epoch and the device.
     """

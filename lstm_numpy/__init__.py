@@ -1,13 +1,15 @@
 """lstm_numpy: the reference LSTM and the vocabulary every backend shares.
 
 Read ``model.py`` for the equations, ``params.py`` for the parameter layout
-(gate order i, f, g, o) and ``training.py`` for the one epoch loop.
+(gate order i, f, g, o), ``contract.py`` for what every backend shares (data,
+configuration, history, task and phase codes, input checks, the one epoch loop),
+``trainer.py`` for the reference trainer and ``flops.py`` for the work model.
 
 Every backend package (this one, ``lstm_numba_cpu``, ``lstm_numba_cuda``) exports:
 
     loss_and_grads(params, X, Y, task) -> (loss, grads: Params)   one batch
     predict(params, X, task) -> outputs                           (B, Y) or probabilities (B, T, Y)
-    make_trainer(params, data, config) -> Trainer                 see training.py
+    make_trainer(params, data, config) -> Trainer                 see contract.py
     train(params, data, config, progress=None) -> History         train_with(make_trainer, ...)
     is_available() -> str | None                                  None, or why it cannot run here
     describe() -> dict                                            facts for results files
@@ -16,11 +18,13 @@ Every backend package (this one, ``lstm_numba_cpu``, ``lstm_numba_cuda``) export
 from .backends import BACKENDS, get_backend
 from .checks import RTOL, assert_close, rtol_for
 from .errors import NonFiniteLossError, UserError
-from .model import (TASKS, gate_gradients, head_forward, loss_and_grads, loss_only, lstm_backward, lstm_forward,
-                    predict, sigmoid, weight_gradients)
-from .params import Params, init_params, load_params, save_params, shapes_for
-from .training import (PHASES, Dataset, History, TrainConfig, batch_bounds, epoch_orders, make_trainer, train,
+from .contract import (PHASES, TASKS, Dataset, History, TrainConfig, batch_bounds, epoch_orders, loss_terms,
                        train_with)
+from .flops import epoch_flops, training_flops
+from .model import (gate_gradients, head_forward, loss_and_grads, loss_only, lstm_backward, lstm_forward, predict,
+                    sigmoid, weight_gradients)
+from .params import Params, init_params, load_params, save_params, shapes_for
+from .trainer import make_trainer, train
 
 
 def is_available() -> str | None:
@@ -38,6 +42,7 @@ __all__ = [
     "BACKENDS", "get_backend", "RTOL", "assert_close", "rtol_for", "NonFiniteLossError", "UserError",
     "TASKS", "gate_gradients", "weight_gradients", "head_forward", "loss_and_grads", "loss_only", "lstm_backward", "lstm_forward", "predict",
     "sigmoid", "Params", "init_params", "load_params", "save_params", "shapes_for", "Dataset", "History",
-    "TrainConfig", "batch_bounds", "epoch_orders", "train", "train_with", "PHASES", "make_trainer",
+    "TrainConfig", "batch_bounds", "epoch_orders", "loss_terms", "train", "train_with", "PHASES", "make_trainer",
+    "epoch_flops", "training_flops",
     "is_available", "describe",
 ]

@@ -1,4 +1,4 @@
-"""The one equivalence rule (DESIGN.md section 5) and its helper.
+"""The one equivalence rule (the README's "Identical losses") and its helper.
 
     |a - r| <= atol + rtol * |r|     elementwise, r the reference
 

@@ -22,10 +22,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import UserError
+from .contract import REGRESSION, check_task
 from .params import Params
-
-TASKS = ("regression", "classification")
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -125,11 +123,9 @@ def lstm_backward(params: Params, dh: np.ndarray, cache: Cache):
 
 def head_forward(params: Params, h: np.ndarray, task: str) -> np.ndarray:
     """Outputs of the head. h (T+1, B, H) -> regression (B, Y); classification logits (B, T, Y)."""
-    if task == "regression":
+    if check_task(task) == REGRESSION:
         return h[-1] @ params.W_y.T + params.b_y
-    if task == "classification":
-        return (h[1:] @ params.W_y.T + params.b_y).transpose(1, 0, 2)
-    raise UserError(f"unknown task {task!r}; use one of {', '.join(TASKS)}.")
+    return (h[1:] @ params.W_y.T + params.b_y).transpose(1, 0, 2)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

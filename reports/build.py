@@ -254,9 +254,9 @@ def report_markdown(documents, latest, sweeps, runs, forecast_backend, overrides
               "never inside an epoch, and each figure is the median of repeated epochs with the GPU synchronised.", ""]
     lines += ["JIT compile is the first minus the second run on a tiny slice; with Numba's on-disk cache warm",
               "(`cache=True`) it is the time to load compiled code, while a first run on a fresh machine compiles",
-              "for about 30 s per dtype. \"efficiency/thread\" is speedup / threads as DESIGN.md defines it; the",
+              "for about 30 s per dtype. \"efficiency/thread\" is speedup / threads; the",
               "1-thread against 2-thread efficiency follows a table where a `--threads 1` run exists. GFLOP/s count",
-              "3 x 2*T*B*4H*(D+H) per training step plus the head (`run_comparison.training_flops`).", ""]
+              "3 x 2*T*B*4H*(D+H) per training step plus the head (`lstm_numpy.flops.training_flops`).", ""]
     for dtype in ("float64", "float32"):
         by_workload = latest if dtype == "float64" else latest_by_workload(documents, dtype)
         for workload in WORKLOAD_ORDER:

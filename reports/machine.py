@@ -1,4 +1,4 @@
-"""What machine a result was measured on (DESIGN.md section 7), and its reference matmul rate.
+"""What machine a result was measured on (every results file records it), and its reference matmul rate.
 
     describe_machine(cuda_stats=None) -> dict      CPU model and cores, thread settings, Numba's
                                                    threading layer, library versions, BLAS, GPUs,

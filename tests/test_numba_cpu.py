@@ -17,7 +17,8 @@ from lstm_numba_cpu import kernels as K
 from lstm_numba_cpu.trainer import workspace
 from lstm_numpy import assert_close, rtol_for
 from lstm_numpy.model import head_loss_and_grads
-from lstm_numpy.training import NumpyTrainer, epoch_orders, sgd_update
+from lstm_numpy.contract import epoch_orders
+from lstm_numpy.trainer import NumpyTrainer, sgd_update
 
 DTYPES = [np.float64, np.float32]
 # (B, T, D, H, Y): B=1, T=1, H = 1, 5, 7, 9 (no multiple of 4 or 8), D and Y above 1

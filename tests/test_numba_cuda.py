@@ -18,7 +18,8 @@ import lstm_numba_cuda as cu
 from lstm_numba_cuda import device, kernels
 from lstm_numba_cuda.trainer import CudaTrainer, _one_batch_trainer
 from lstm_numpy.model import head_loss_and_grads
-from lstm_numpy.training import NumpyTrainer, epoch_orders
+from lstm_numpy.contract import epoch_orders
+from lstm_numpy.trainer import NumpyTrainer
 
 VERSIONS = sorted(cu.KERNEL_VERSIONS)
 TASKS = ref.TASKS
@@ -155,7 +156,7 @@ def test_clip_scale_and_sgd_kernels_match_reference_update(clip_norm):
     params = ref.init_params(D_, H_, Y_, seed=4)
     grads = ref.Params(*(rng.normal(size=a.shape) for a in params.arrays()))
     expected = params.copy()
-    ref.training.sgd_update(expected, grads, 0.3, clip_norm)
+    ref.trainer.sgd_update(expected, grads, 0.3, clip_norm)
     kern = kernels.build_kernels(numba.float64)
     launcher = device.Launcher()
     p = [launcher.to_device(a) for a in params.arrays()]
@@ -190,7 +191,7 @@ def clip_scales_of_first_epoch(params, data, config):
     for k in range(bounds.size - 1):
         rows = order[bounds[k]:bounds[k + 1]]
         _, grads = ref.loss_and_grads(params, data.X_train[rows], data.Y_train[rows], config.task)
-        scales.append(ref.training.clip_scale(grads, config.clip_norm))
+        scales.append(ref.trainer.clip_scale(grads, config.clip_norm))
     return np.array(scales)
 
 

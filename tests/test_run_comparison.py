@@ -16,6 +16,7 @@ import pytest
 
 import lstm_numpy
 import run_comparison
+from lstm_numpy.flops import training_flops
 from data import make_workload
 from lstm_numpy.backends import BACKENDS
 from lstm_numpy.errors import NonFiniteLossError
@@ -265,8 +266,8 @@ def test_fit_slope_recovers_a_power_law():
 
 def test_flop_count_by_hand():
     # T=2, B=3, D=1, H=4, Y=1: gates 2*T*B*4H*(D+H) = 2*2*3*16*5 = 960, head 2*B*H*Y = 24, times 3.
-    assert run_comparison.training_flops(2, 3, 1, 4, 1, "regression") == 3 * (960 + 24)
-    assert run_comparison.training_flops(2, 3, 1, 4, 1, "classification") == 3 * (960 + 48)
+    assert training_flops(2, 3, 1, 4, 1, "regression") == 3 * (960 + 24)
+    assert training_flops(2, 3, 1, 4, 1, "classification") == 3 * (960 + 48)
 
 
 def test_progress_is_silent_off_a_terminal_and_with_quiet(tmp_path, monkeypatch, capsys):

@@ -88,7 +88,7 @@ def test_a_non_finite_loss_stops_training_and_names_epoch_and_minibatch():
 def test_phases_leave_the_parameters_alone():
     w = make_workload("seed")
     params = L.init_params(*w.sizes, seed=0)
-    data = L.training.check_data(params, w.data, "classification")
+    data = L.contract.check_data(params, w.data, "classification")
     trainer = L.make_trainer(params, data, w.config)
     order = L.epoch_orders(59, 1, 0)[0]
     bounds = L.batch_bounds(59, 7)

@@ -24,7 +24,8 @@ import lstm_numpy
 import run_comparison
 from data import make_workload
 from lstm_numpy.backends import BACKENDS
-from lstm_numpy.training import check_data, epoch_orders
+from lstm_numpy.contract import check_data, epoch_orders
+from lstm_numpy.flops import epoch_flops
 
 # The timed sizes. "heavy" is reduced to a quarter of its windows (N=1024 instead of 4096,
 # still T=32, H=128, B=128) so a NumPy round takes seconds, not tens of seconds.
@@ -63,7 +64,7 @@ def test_epoch(benchmark, statuses, backend, workload_name):
         threads=trainer.stats.get("threads"), device=trainer.stats.get("device"),
         compute_capability=trainer.stats.get("compute_capability"),
         kernel_version=trainer.stats.get("kernel_version"),
-        flops_per_epoch=run_comparison.epoch_flops(shapes, config.task))
+        flops_per_epoch=epoch_flops(shapes, config.task))
     losses, valid_loss = benchmark(trainer.run_epoch, order)
     assert np.all(np.isfinite(losses)) and np.isfinite(valid_loss)
 

@@ -1,4 +1,7 @@
-"""Minibatch SGD, written once for every backend.
+"""The contract every backend follows, written once: data, configuration, history, the trainer
+protocol, task and phase codes, input checks, the loss denominator and the one epoch loop.
+
+Letters: N samples, B batch, T time steps, D input features, H hidden units, Y outputs.
 
 The shared loop (``train_with``) owns everything that is not a kernel: input
 checks, the per-epoch sample order (drawn in NumPy from the run's seed and handed
@@ -18,10 +21,13 @@ returns every minibatch's loss (before its update) and the validation loss
 after the epoch. At the first non-finite minibatch loss it stops updating and
 leaves the remaining entries NaN. Validation data never updates the weights.
 
-``run_epoch(order, upto)`` also serves the harness's phase breakdown: with
-``upto="forward"`` it runs only the forward passes (and losses) of every
+``run_epoch(order, upto)`` also serves the phase breakdown of the measuring tools:
+with ``upto="forward"`` it runs only the forward passes (and losses) of every
 minibatch, with ``upto="backward"`` forward and BPTT but no update; the
 parameters are then left unchanged. The default ``upto="update"`` trains.
+
+Compiled code cannot take strings, so tasks and phases also have integer codes
+(``TASK_CODES``, ``PHASE_CODES``), defined here and nowhere else.
 """
 from __future__ import annotations
 
@@ -32,8 +38,39 @@ from typing import Callable, NamedTuple, Protocol
 import numpy as np
 
 from .errors import NonFiniteLossError, UserError
-from .model import TASKS, loss_and_grads, loss_only
 from .params import Params, check_sizes
+
+
+TASKS = ("regression", "classification")
+REGRESSION, CLASSIFICATION = 0, 1                     # task codes for compiled code
+TASK_CODES = {"regression": REGRESSION, "classification": CLASSIFICATION}
+
+PHASES = ("forward", "backward", "update")
+FORWARD, BACKWARD, UPDATE = 0, 1, 2                   # phase codes: how far a minibatch goes
+PHASE_CODES = {"forward": FORWARD, "backward": BACKWARD, "update": UPDATE}
+
+
+def check_task(task: str) -> int:
+    """The task's code; an unknown task is a UserError naming the valid ones."""
+    if task not in TASK_CODES:
+        raise UserError(f"unknown task {task!r}; use one of {', '.join(TASKS)}.")
+    return TASK_CODES[task]
+
+
+def check_phase(upto: str) -> int:
+    """The phase's code; every trainer's ``run_epoch`` accepts exactly the phases in PHASES."""
+    if upto not in PHASE_CODES:
+        raise UserError(f"unknown phase {upto!r}; use one of {', '.join(PHASES)}.")
+    return PHASE_CODES[upto]
+
+
+def loss_terms(task: str, B: int, T: int, Y: int) -> int:
+    """The loss denominator: how many terms the mean runs over for B samples.
+
+    regression: the squared errors of B samples x Y outputs; classification: the
+    cross-entropies of B samples x T steps.
+    """
+    return B * (Y if check_task(task) == REGRESSION else T)
 
 
 class Dataset(NamedTuple):
@@ -66,8 +103,7 @@ class TrainConfig:
     kernel_version: int | None = None
 
     def __post_init__(self):
-        if self.task not in TASKS:
-            raise UserError(f"unknown task {self.task!r}; use one of {', '.join(TASKS)}.")
+        check_task(self.task)
         check_sizes(epochs=self.epochs, batch_size=self.batch_size)
         if not (np.isfinite(self.lr) and self.lr > 0):
             raise UserError(f"the learning rate must be a positive number, got {self.lr!r}.")
@@ -88,9 +124,6 @@ class History:
     stats: dict = field(default_factory=dict)
 
 
-PHASES = ("forward", "backward", "update")
-
-
 class Trainer(Protocol):
     stats: dict
 
@@ -109,19 +142,12 @@ def epoch_orders(n: int, epochs: int, seed: int) -> np.ndarray:
     return np.stack([rng.permutation(n) for _ in range(epochs)]).astype(np.int64)
 
 
-def check_phase(upto: str) -> None:
-    """Every trainer's ``run_epoch`` accepts exactly the phases in PHASES."""
-    if upto not in PHASES:
-        raise UserError(f"unknown phase {upto!r}; use one of {', '.join(PHASES)}.")
-
-
 def check_batch(params: Params, X, Y, task: str, split: str = ""):
     """Validate one batch against the model and cast it: X (N, T, D) to the parameters' dtype;
     Y (N, Y) float for regression, (N, T) int64 class ids in 0..Y-1 for classification, or None."""
     D, H, n_out = params.sizes
     X, name_x, name_y = np.asarray(X), f"X{split}", f"Y{split}"
-    if task not in TASKS:
-        raise UserError(f"unknown task {task!r}; use one of {', '.join(TASKS)}.")
+    check_task(task)
     if X.ndim != 3 or X.shape[2] != D:
         raise UserError(f"{name_x} must have shape (N, T, {D}), got {X.shape}.")
     if X.shape[0] == 0 or X.shape[1] == 0:
@@ -185,60 +211,3 @@ def train_with(make_trainer: Callable[[Params, Dataset, TrainConfig], Trainer],
     return history
 
 
-def clip_scale(grads: Params, clip_norm: float | None) -> float:
-    """The factor that brings the global gradient norm down to clip_norm (1 when it is below)."""
-    if clip_norm is None:
-        return 1.0
-    norm = np.sqrt(sum(float(np.sum(g * g)) for g in grads.arrays()))
-    return clip_norm / norm if norm > clip_norm else 1.0
-
-
-def sgd_update(params: Params, grads: Params, lr: float, clip_norm: float | None) -> None:
-    """params -= lr * scale * grads, in place."""
-    step = lr * clip_scale(grads, clip_norm)
-    for p, g in zip(params.arrays(), grads.arrays()):
-        p -= step * g
-
-
-class NumpyTrainer:
-    """The reference trainer: one ``loss_and_grads`` call per minibatch."""
-
-    def __init__(self, params: Params, data: Dataset, config: TrainConfig):
-        self.params = params.copy()
-        self.data = data
-        self.config = config
-        self.stats = {}
-
-    def run_epoch(self, order: np.ndarray, upto: str = "update") -> tuple[np.ndarray, float]:
-        check_phase(upto)
-        X, Y = self.data.X_train, self.data.Y_train
-        bounds = batch_bounds(order.size, self.config.batch_size)
-        losses = np.full(bounds.size - 1, np.nan)
-        with np.errstate(over="ignore", invalid="ignore"):   # divergence is detected from the losses instead
-            self._minibatches(X, Y, order, bounds, losses, upto)
-            valid = loss_only(self.params, self.data.X_valid, self.data.Y_valid, self.config.task)
-        return losses, valid
-
-    def _minibatches(self, X, Y, order, bounds, losses, upto):
-        for k in range(bounds.size - 1):
-            rows = order[bounds[k]:bounds[k + 1]]
-            if upto == "forward":
-                losses[k] = loss_only(self.params, X[rows], Y[rows], self.config.task)
-                continue
-            loss, grads = loss_and_grads(self.params, X[rows], Y[rows], self.config.task)
-            losses[k] = loss
-            if not np.isfinite(loss):
-                break
-            if upto == "update":
-                sgd_update(self.params, grads, self.config.lr, self.config.clip_norm)
-
-    def host_params(self) -> Params:
-        return self.params.copy()
-
-
-make_trainer = NumpyTrainer
-
-
-def train(params: Params, data: Dataset, config: TrainConfig, progress=None) -> History:
-    """Train the reference model; see ``train_with``."""
-    return train_with(make_trainer, params, data, config, progress)
