@@ -435,7 +435,8 @@ def derived_rates(results: dict, workload, matmul: dict, dtype: str) -> None:
 
 def compare_with_reference(results: dict, histories: dict, dtype: str, label: str) -> list[dict]:
     """assert_close on every epoch's train and valid loss and every final parameter; the mismatches."""
-    from lstm_numpy import assert_close, rtol_for
+    from lstm_numpy import rtol_for
+    from lstm_numpy.checks import assert_same_history
     rtol = rtol_for(dtype)
     reference = histories[REFERENCE]
     mismatches = []
@@ -443,14 +444,7 @@ def compare_with_reference(results: dict, histories: dict, dtype: str, label: st
         if name == REFERENCE:
             continue
         try:
-            if len(history.train_loss) != len(reference.train_loss):
-                raise AssertionError(f"{name} trained {len(history.train_loss)} epochs, "
-                                     f"the reference {len(reference.train_loss)}")
-            for epoch, (train, valid) in enumerate(zip(history.train_loss, history.valid_loss)):
-                assert_close(f"{name} epoch {epoch} train loss", train, reference.train_loss[epoch], rtol=rtol)
-                assert_close(f"{name} epoch {epoch} valid loss", valid, reference.valid_loss[epoch], rtol=rtol)
-            for (param, value), (_, ref) in zip(history.params.items(), reference.params.items()):
-                assert_close(f"{name} final {param}", value, ref, rtol=rtol)
+            assert_same_history(name, history, reference, rtol=rtol)
         except AssertionError as exc:
             results[name]["agrees"], results[name]["mismatch"] = False, str(exc)
             mismatches.append({"backend": name, "label": label, "message": str(exc)})

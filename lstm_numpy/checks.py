@@ -36,7 +36,23 @@ def assert_close(name: str, actual, reference, rtol: float | None = None, atol: 
     bad = ~(err <= allowed)          # NaN counts as a failure
     if bad.any():
         excess = np.where(np.isnan(err), np.inf, err - allowed)
-        worst = np.unravel_index(int(np.argmax(excess)), r.shape) if r.ndim else ()
+        worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(excess)), r.shape)) if r.ndim else ()
         raise AssertionError(
             f"{name}: {int(bad.sum())} of {r.size} entries differ beyond atol={atol:.3g} + rtol={rtol:.3g}*|ref|; "
             f"worst at index {worst}: got {a[worst]!r}, reference {r[worst]!r}")
+
+
+def assert_same_history(name: str, history, reference, rtol: float | None = None) -> None:
+    """The equivalence rule on a whole training run: the same number of epochs, every epoch's training and
+    validation loss held to its own value (atol=0), and every final parameter, in the reference's dtype."""
+    if len(history.train_loss) != len(reference.train_loss):
+        raise AssertionError(f"{name} trained {len(history.train_loss)} epochs, the reference {len(reference.train_loss)}")
+    dtype = reference.params.dtype
+    rtol = rtol_for(dtype) if rtol is None else rtol
+    for epoch, (train, valid) in enumerate(zip(history.train_loss, history.valid_loss)):
+        assert_close(f"{name} epoch {epoch} train loss", train, reference.train_loss[epoch], rtol=rtol)
+        assert_close(f"{name} epoch {epoch} valid loss", valid, reference.valid_loss[epoch], rtol=rtol)
+    for (param, value), (_, expected) in zip(history.params.items(), reference.params.items()):
+        if value.dtype != expected.dtype:
+            raise AssertionError(f"{name} final {param} is {value.dtype}, the reference {expected.dtype}")
+        assert_close(f"{name} final {param}", value, expected, rtol=rtol)

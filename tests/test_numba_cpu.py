@@ -16,6 +16,7 @@ from data import make_workload
 from lstm_numba_cpu import kernels as K
 from lstm_numba_cpu.trainer import workspace
 from lstm_numpy import assert_close, rtol_for
+from lstm_numpy.checks import assert_same_history
 from lstm_numpy.model import head_loss_and_grads
 from lstm_numpy.contract import epoch_orders
 from lstm_numpy.trainer import NumpyTrainer, sgd_update
@@ -238,19 +239,14 @@ def train_both(workload, dtype, **changes):
 @pytest.mark.parametrize("workload", list(WORKLOADS))
 def test_training_matches_reference(workload, dtype):
     mine, theirs = train_both(workload, dtype)
-    rtol = rtol_for(dtype)
-    assert len(mine.train_loss) == len(theirs.train_loss) == make_workload(workload, **WORKLOADS[workload]).config.epochs
-    assert_close("train_loss", np.array(mine.train_loss), np.array(theirs.train_loss), rtol=rtol, atol=0)
-    assert_close("valid_loss", np.array(mine.valid_loss), np.array(theirs.valid_loss), rtol=rtol, atol=0)
-    check_params("final params", mine.params, theirs.params, dtype)
+    assert len(theirs.train_loss) == make_workload(workload, **WORKLOADS[workload]).config.epochs
+    assert_same_history("numba_cpu", mine, theirs)
     assert mine.stats["threads"] >= 1 and mine.stats["threading_layer"]
 
 
 def test_training_with_clipping_matches_reference():
     mine, theirs = train_both("light", np.float64, clip_norm=0.05, epochs=5)
-    assert_close("train_loss", np.array(mine.train_loss), np.array(theirs.train_loss), atol=0)
-    assert_close("valid_loss", np.array(mine.valid_loss), np.array(theirs.valid_loss), atol=0)
-    check_params("final params", mine.params, theirs.params, np.float64)
+    assert_same_history("numba_cpu", mine, theirs)
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs NUMBA_NUM_THREADS >= 2")

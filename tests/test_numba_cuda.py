@@ -17,6 +17,7 @@ import lstm_numpy as ref
 import lstm_numba_cuda as cu
 from lstm_numba_cuda import device, kernels
 from lstm_numba_cuda.trainer import CudaTrainer, _one_batch_trainer
+from lstm_numpy.checks import assert_same_history
 from lstm_numpy.model import head_loss_and_grads
 from lstm_numpy.contract import epoch_orders
 from lstm_numpy.trainer import NumpyTrainer
@@ -207,11 +208,8 @@ def test_training_matches_reference_float64(version, task, clip_norm):
     if clip_norm is not None:   # make sure the clipping branch is really taken
         assert (clip_scales_of_first_epoch(params, data, config) < 1).any()
     got, want = cu.train(params, data, config), ref.train(params, data, config)
-    ref.assert_close("train_loss", np.array(got.train_loss), np.array(want.train_loss), atol=0)
-    ref.assert_close("valid_loss", np.array(got.valid_loss), np.array(want.valid_loss), atol=0)
-    for (name, value), (_, expected) in zip(got.params.items(), want.params.items()):
-        assert value.dtype == np.float64
-        ref.assert_close(name, value, expected)
+    assert want.params.dtype == np.float64
+    assert_same_history(f"v{version}", got, want)
     assert got.stats["kernel_version"] == version
 
 
@@ -223,11 +221,8 @@ def test_training_matches_reference_float32(version):
     config = ref.TrainConfig(task="regression", epochs=2, lr=0.5, batch_size=BATCH, clip_norm=0.3,
                              kernel_version=version)
     got, want = cu.train(params, data, config), ref.train(params, data, config)
-    ref.assert_close("train_loss", np.array(got.train_loss), np.array(want.train_loss), rtol=1e-4, atol=0)
-    ref.assert_close("valid_loss", np.array(got.valid_loss), np.array(want.valid_loss), rtol=1e-4, atol=0)
-    for (name, value), (_, expected) in zip(got.params.items(), want.params.items()):
-        assert value.dtype == np.float32
-        ref.assert_close(name, value, expected)
+    assert want.params.dtype == np.float32
+    assert_same_history(f"v{version}", got, want, rtol=1e-4)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
