@@ -50,8 +50,8 @@ def assert_same_history(name: str, history, reference, rtol: float | None = None
     dtype = reference.params.dtype
     rtol = rtol_for(dtype) if rtol is None else rtol
     for epoch, (train, valid) in enumerate(zip(history.train_loss, history.valid_loss)):
-        assert_close(f"{name} epoch {epoch} train loss", train, reference.train_loss[epoch], rtol=rtol)
-        assert_close(f"{name} epoch {epoch} valid loss", valid, reference.valid_loss[epoch], rtol=rtol)
+        assert_close(f"{name} epoch {epoch} train loss", train, reference.train_loss[epoch], rtol=rtol, atol=0)
+        assert_close(f"{name} epoch {epoch} valid loss", valid, reference.valid_loss[epoch], rtol=rtol, atol=0)
     for (param, value), (_, expected) in zip(history.params.items(), reference.params.items()):
         if value.dtype != expected.dtype:
             raise AssertionError(f"{name} final {param} is {value.dtype}, the reference {expected.dtype}")
