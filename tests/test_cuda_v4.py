@@ -1,0 +1,295 @@
+"""Kernel version 4 (lstm_numba_cuda/v4.py) kernel by kernel against the reference, with several blocks.
+
+Letters: B batch, T time steps, D input features, H hidden units, Y outputs.
+On the simulator v4's tiles are CHUNK 9 samples, K_TILE 3 deep, 6 x 4 gradient tiles, 3 lanes
+x 3 samples per thread: the sizes below are multiples of none of them (H=5 also splits unevenly
+over the unit slices, B=7 over the sample groups, B=11 into two chunks). The simulator runs
+cooperative grids of one block only, so the partition over several blocks is tested through the
+per-step launches, which call the same step functions as the cooperative kernel.
+"""
+from __future__ import annotations
+
+import sys
+
+import numba
+import numpy as np
+import pytest
+from numba import cuda
+
+import lstm_numpy as ref
+from lstm_numba_cuda import device, v4
+from lstm_numpy.checks import assert_close
+from lstm_numpy.contract import check_task
+from lstm_numpy.model import gate_gradients, head_loss_and_grads, lstm_forward, weight_gradients
+
+T_, D_, H_, Y_ = 4, 3, 5, 2
+FLOAT_TYPES = {np.dtype(np.float64): numba.float64, np.dtype(np.float32): numba.float32}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def fast_simulator_thread_switching():
+    """The simulator busy-polls its Python threads: a short GIL switch interval makes barriers cheap."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    yield
+    sys.setswitchinterval(previous)
+
+
+def reference_dout(params, h, Y, task):
+    """The head's gradient on its outputs, time-major (T, B, Y) as the device stores it."""
+    out = ref.head_forward(params, h, task)
+    T, B = h.shape[0] - 1, h.shape[1]
+    dout = np.zeros((T, B, params.W_y.shape[0]))
+    if task == "regression":
+        dout[-1] = 2.0 / out.size * (out - Y)
+    else:
+        p = np.exp(ref.model.log_softmax(out))
+        p[np.arange(B)[:, None], np.arange(T)[None, :], Y] -= 1.0
+        dout[:] = (p / (B * T)).transpose(1, 0, 2)
+    return dout
+
+
+class Case:
+    """One minibatch of B rows read through order[off + b] from N = B + 3 rows, on the device, and the
+    reference's forward, head, BPTT and gradients of the same rows."""
+
+    def __init__(self, task, B, dtype=np.float64, seed=0, T=T_, D=D_, H=H_, Y=Y_):
+        rng = np.random.default_rng(seed)
+        self.task, self.B, self.T, self.dtype = task, B, T, np.dtype(dtype)
+        self.params = ref.init_params(D, H, Y, seed=seed, dtype=dtype, forget_bias=0.7)
+        n = B + 3
+        X = rng.normal(size=(n, T, D)).astype(dtype)
+        targets = rng.normal(size=(n, Y)).astype(dtype) if task == "regression" else rng.integers(0, Y, size=(n, T))
+        order = rng.permutation(n).astype(np.int64)
+        self.off = 2
+        rows = order[self.off:self.off + B]
+        self.X, self.Y = X[rows], targets[rows]
+        self.K = v4.build(FLOAT_TYPES[self.dtype])
+        self.L = L = device.Launcher()
+        self.d_X, self.d_targets, self.d_order = L.to_device(X), L.to_device(targets), L.to_device(order)
+        self.p = [L.to_device(a) for a in self.params.arrays()]
+        self.g = [L.to_device(np.full(a.shape, np.nan, dtype)) for a in self.params.arrays()]
+        zeros = lambda *shape: L.to_device(np.zeros(shape, dtype))   # noqa: E731
+        self.gates, self.c, self.h = zeros(T, B, 4 * H), zeros(T + 1, B, H), zeros(T + 1, B, H)
+        self.tanh_c, self.dz, self.dout = zeros(T, B, H), zeros(T, B, 4 * H), zeros(T, B, Y)
+        self.dc_next, self.rowloss = zeros(B, H), zeros(B)
+        self.partial = zeros(64)
+        self.out = L.to_device(np.full(2, np.nan))
+        self.status = L.to_device(np.zeros(1, np.int32))
+        self.denom = float(ref.loss_terms(task, B, T, Y))
+        # the reference, step by step
+        h, self.cache = lstm_forward(self.params, self.X)
+        self.loss, dh, self.dW_y, self.db_y = head_loss_and_grads(self.params, h, self.Y, task)
+        self.dout_ref = reference_dout(self.params, h, self.Y, task)
+        self.dz_ref = gate_gradients(self.params, dh, self.cache)
+        self.grads_ref = ref.Params(*weight_gradients(self.dz_ref, self.cache), self.dW_y, self.db_y)
+
+    def host(self, array):
+        return self.L.to_host(array)
+
+    # ---- the per-step launches, in the order a minibatch makes them
+
+    def forward(self, plan, keep=1):
+        for t in range(self.T):
+            self.L.launch(self.K.forward_kernel, plan.grid, plan.threads, t, keep, self.d_X, self.d_order, self.off,
+                          self.B, self.p[0], self.p[1], self.p[2], self.gates, self.c, self.h, self.tanh_c,
+                          shared_bytes=plan.shared_bytes)
+
+    def head(self, plan, with_grad=1):
+        self.L.launch(self.K.head_kernel, plan.grid, plan.threads, self.d_targets, self.d_order, self.off, self.B,
+                      self.T, check_task(self.task), with_grad, self.h, self.p[3], self.p[4], self.dout,
+                      self.rowloss, 0)
+
+    def loss_reduce(self, threads, stop=1):
+        self.L.launch(self.K.loss_kernel, 1, threads, self.rowloss, self.B, self.denom, self.out, 0, self.status,
+                      stop, 0)
+
+    def backward(self, plan):
+        for t in range(self.T - 1, -1, -1):
+            self.L.launch(self.K.backward_kernel, plan.grid, plan.threads, t, self.T, check_task(self.task),
+                          self.B, self.p[1], self.p[3], self.gates, self.c, self.tanh_c, self.dout, self.dz,
+                          self.dc_next, shared_bytes=plan.shared_bytes)
+
+    def grads(self, plan):
+        self.L.launch(self.K.grads_kernel, plan.grid, plan.threads, self.d_X, self.d_order, self.off, self.B,
+                      self.T, check_task(self.task), self.dz, self.h, self.dout, *self.g, self.partial)
+
+    def update(self, grid, threads, n_partial, lr, clip_norm):
+        self.L.launch(self.K.update_kernel, grid, threads, self.partial, n_partial, 0 if clip_norm is None else 1,
+                      clip_norm or 0.0, lr, self.status, *self.p, *self.g)
+
+    def cooperative(self, phase, threads, lr=0.0, clip_norm=None):
+        plan = v4.Plan(self.params.sizes[1], self.B, self.dtype, 1, 1, threads)
+        self.L.launch(self.K.minibatch_kernel, plan.grid, plan.threads, self.d_X, self.d_targets, self.d_order,
+                      self.off, self.B, self.T, check_task(self.task), phase, *self.p, self.gates, self.c,
+                      self.h, self.tanh_c, self.dz, self.dc_next, self.dout, self.rowloss, 0, self.denom, self.out,
+                      0, self.status, 0 if clip_norm is None else 1, clip_norm or 0.0, lr, *self.g, self.partial,
+                      shared_bytes=plan.shared_bytes)
+
+    # ---- checks against the reference
+
+    def check_forward(self, label, keep=True):
+        names = ("gates", "c", "h", "tanh_c") if keep else ("c", "h")
+        for name in names:
+            assert_close(f"{label} {name}", self.host(getattr(self, name)), getattr(self.cache, name))
+
+    def check_head(self, label, with_grad=True):
+        assert_close(f"{label} row losses", self.host(self.rowloss).sum() / self.denom, self.loss)
+        if with_grad:
+            assert_close(f"{label} dout", self.host(self.dout), self.dout_ref.astype(self.dtype))
+
+    def check_grads(self, label):
+        for (name, value), (_, expected) in zip(self.params.items(), self.grads_ref.items()):
+            assert_close(f"{label} d{name}", self.host(self.g[ref.params.NAMES.index(name)]), expected)
+
+    def expected_update(self, lr, clip_norm):
+        expected = self.params.copy()
+        ref.trainer.sgd_update(expected, self.grads_ref, lr, clip_norm)
+        return expected
+
+    def check_params(self, label, expected):
+        for (name, want), array in zip(expected.items(), self.p):
+            assert_close(f"{label} {name}", self.host(array), want)
+
+
+# Grids (unit slices, sample groups) and threads: H=5 over 3 slices (2, 2, 1 units), B=7 over 2 groups
+# (4 and 3 rows), 8 threads (rounds of items in the gradient tiles); one slice of 5 units over 4 threads
+# (forward items in 5 rounds) with B=11 in one group (chunks of 9 and 2); 4 slices (the last one empty)
+# and 3 groups.
+GEOMETRIES = {"3x2_t8_B7": ((3, 2), 8, 7), "1x1_t4_B11": ((1, 1), 4, 11), "6x3_t6_B7": ((6, 3), 6, 7)}
+
+
+@pytest.mark.parametrize("task", ref.TASKS)
+@pytest.mark.parametrize("geometry", sorted(GEOMETRIES))
+def test_per_step_kernels_match_reference_float64(task, geometry):
+    """Forward steps, head, loss, backward steps, gradients and the clipped update, each
+    checked against the reference as soon as it has run."""
+    grid, threads, B = GEOMETRIES[geometry]
+    case = Case(task, B, seed=len(task) + B)
+    plan = v4.Plan(H_, B, case.dtype, *grid, threads)
+    case.forward(plan)
+    case.check_forward(geometry)
+    case.head(plan)
+    case.check_head(geometry)
+    case.loss_reduce(threads)
+    assert_close(f"{geometry} loss", case.host(case.out)[0], case.loss)
+    case.backward(plan)
+    assert_close(f"{geometry} dz", case.host(case.dz), case.dz_ref)
+    case.grads(plan)
+    case.check_grads(geometry)
+    squares = sum(float(np.sum(g * g)) for g in case.grads_ref.arrays())
+    assert_close(f"{geometry} partial sums of squares", case.host(case.partial)[:plan.blocks].sum(), squares)
+    clip_norm = 0.5 * np.sqrt(squares)                  # the clipping branch is taken
+    case.update(grid, threads, plan.blocks, 0.3, clip_norm)
+    case.check_params(geometry, case.expected_update(0.3, clip_norm))
+
+
+@pytest.mark.parametrize("task", ref.TASKS)
+def test_per_step_kernels_match_reference_float32(task):
+    B = 7
+    case = Case(task, B, dtype=np.float32, seed=3)
+    plan = v4.Plan(H_, B, case.dtype, 3, 2, 6)
+    case.forward(plan)
+    case.check_forward("float32")
+    case.head(plan)
+    case.check_head("float32")
+    case.backward(plan)
+    assert_close("float32 dz", case.host(case.dz), case.dz_ref)
+    case.grads(plan)
+    case.check_grads("float32")
+    case.update((2, 1), 5, plan.blocks, 0.3, None)       # any grid applies the update
+    case.check_params("float32", case.expected_update(0.3, None))
+
+
+def test_results_do_not_depend_on_the_geometry():
+    """Different grids and block sizes sum the same terms in the same order per entry: the caches and
+    gradients agree bitwise; only the global norm's partial sums may differ in the last bits."""
+    results = []
+    for grid, threads in (((2, 3), 5), ((5, 1), 7)):
+        case = Case("classification", 7, seed=11)
+        plan = v4.Plan(H_, 7, case.dtype, *grid, threads)
+        case.forward(plan)
+        case.head(plan)
+        case.backward(plan)
+        case.grads(plan)
+        results.append([case.host(a) for a in (case.h, case.gates, case.dz, *case.g)])
+    for first, second in zip(*results):
+        np.testing.assert_array_equal(first, second)
+
+
+def test_forward_without_keep_writes_only_the_state():
+    case = Case("regression", 7, seed=5)
+    plan = v4.Plan(H_, 7, case.dtype, 2, 2, 6)
+    case.forward(plan, keep=0)
+    case.check_forward("keep=0", keep=False)
+    assert not case.host(case.gates).any() and not case.host(case.tanh_c).any()
+    case.head(plan, with_grad=0)
+    case.check_head("keep=0", with_grad=False)
+    assert not case.host(case.dout).any()
+
+
+def test_loss_kernel_stops_at_a_non_finite_loss_and_keeps_the_flag():
+    case = Case("regression", 7, seed=6)
+    plan = v4.Plan(H_, 7, case.dtype, 2, 2, 6)
+    case.forward(plan)
+    case.head(plan)
+    case.L.upload(case.rowloss, np.array([1.0, np.nan, 0, 0, 0, 0, 0]))
+    case.loss_reduce(5)
+    assert np.isnan(case.host(case.out)[0]) and case.host(case.status)[0] == 1
+    case.update((2, 2), 6, 0, 0.3, None)                # no update once stopped
+    case.check_params("stopped", case.params)
+
+
+@pytest.mark.parametrize("task,clip", [("regression", True), ("classification", False)])
+def test_cooperative_kernel_one_block_matches_reference(task, clip):
+    """The one-launch minibatch (grid-wide barriers between the phases) on the one block the simulator
+    runs: caches, loss, gradients and the update."""
+    case = Case(task, 7, seed=8)
+    squares = sum(float(np.sum(g * g)) for g in case.grads_ref.arrays())
+    clip_norm = 0.5 * np.sqrt(squares) if clip else None
+    case.cooperative(v4.PHASE_UPDATE, 6, lr=0.2, clip_norm=clip_norm)
+    case.check_forward("cooperative")
+    case.check_head("cooperative")
+    assert_close("cooperative loss", case.host(case.out)[0], case.loss)
+    assert_close("cooperative dz", case.host(case.dz), case.dz_ref)
+    case.check_grads("cooperative")
+    case.check_params("cooperative", case.expected_update(0.2, clip_norm))
+
+
+@pytest.mark.parametrize("phase", [v4.PHASE_VALIDATE, v4.PHASE_FORWARD, v4.PHASE_BACKWARD])
+def test_cooperative_kernel_stops_at_its_phase(phase):
+    case = Case("classification", 5, seed=9)
+    case.cooperative(phase, 4, lr=0.2)
+    case.check_head(f"phase {phase}", with_grad=phase >= v4.PHASE_BACKWARD)
+    loss = case.host(case.out)[0]
+    assert np.isnan(loss) if phase == v4.PHASE_VALIDATE else np.isclose(loss, case.loss, rtol=1e-10)
+    if phase == v4.PHASE_BACKWARD:
+        case.check_grads("phase 1")
+    else:
+        assert np.isnan(case.host(case.g[1])).all()
+    case.check_params(f"phase {phase}", case.params)    # only phase 2 updates
+
+
+# ---------------------------------------------------------------------------- the plan
+
+def test_plan_geometry_and_shared_memory_limit():
+    for dtype in (np.float64, np.float32):
+        H = v4.max_hidden(dtype)
+        plan = v4.plan(H, 100, dtype)
+        assert plan.units == 1 and plan.shared_bytes + v4.static_shared_bytes(dtype) <= v4.SHARED_MEMORY_LIMIT
+        with pytest.raises(ref.UserError, match=f"H <= {H} fits\\); use kernel_version 2"):
+            v4.plan(H + 1, 100, dtype)
+    plan = v4.plan(H_, 7, np.float64, threads=6)
+    assert plan.units * plan.slices >= H_ and plan.units * v4.LANES <= 6
+    assert plan.groups == 1                             # 7 rows fit in one chunk
+
+
+def test_plan_on_the_gpu_geometry():
+    """What the GPU constants give at the heavy and gpu workloads' sizes (computed, not launched)."""
+    if v4.SIM:
+        pytest.skip("the simulator's constants differ from the GPU's")
+    assert v4.max_hidden(np.float32) >= 2048 and v4.max_hidden(np.float64) >= 1024
+    plan = v4.plan(512, 512, np.float32)
+    assert (plan.units, plan.slices, plan.groups) == (4, 128, 4)
+    heavy = v4.plan(128, 128, np.float32)               # one chunk of samples: one unit per block, 128 blocks
+    assert (heavy.units, heavy.slices, heavy.groups) == (1, 128, 1)
