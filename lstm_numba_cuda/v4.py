@@ -38,7 +38,7 @@ Barriers between steps. Two ways to run the same phase functions (``forward_step
 
 Shared memory: 4*J*H values of W_hh plus a K_TILE x (CHUNK+1) tile and a REDUCE-value
 buffer, under the 48 KiB a block gets without opting in (Numba cannot opt in). With J >= 1
-this holds for H <= ``max_hidden(dtype)``: 2,432 in float32 and 1,184 in float64 on a GPU;
+this holds for H <= ``max_hidden(dtype)``: 2,492 in float32 and 1,214 in float64 on a GPU;
 beyond it ``plan`` raises a UserError that names kernel_version 2 (W_hh streamed from L2).
 
 Kernels run unchanged on the simulator: every global access guarded, tiles zero-padded, no
@@ -157,6 +157,7 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
     ZERO, HALF, ONE, TWO = FT(0.0), FT(0.5), FT(1.0), FT(2.0)
     NEG_INF = FT(-INF)
     KT = K_TILE[str(FT)]
+    TILE_WIDTH = CHUNK + 1               # padded: transposed stores free of bank conflicts
     ACC_FORWARD = 4 * ROWS               # gate sums per thread
     ACC_BACKWARD = UNITS * ROWS          # dh sums per thread
     ACC_GRAD = TILE_R * TILE_C           # gradient entries per thread
@@ -328,10 +329,12 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
                                 x_g += W_ih[2 * H + k, d] * x
                                 x_o += W_ih[3 * H + k, d] * x
                             # the reference's order: (W_ih x + b) + W_hh h
-                            cell_update(t, b, k, H, (x_i + bias[k]) + acc[4 * i],
-                                        (x_f + bias[H + k]) + acc[4 * i + 1],
-                                        (x_g + bias[2 * H + k]) + acc[4 * i + 2],
-                                        (x_o + bias[3 * H + k]) + acc[4 * i + 3], keep, gates, c, h, tanh_c)
+                            cell_update(t, b, k, H, (x_i + bias[k]) + acc[0], (x_f + bias[H + k]) + acc[1],
+                                        (x_g + bias[2 * H + k]) + acc[2], (x_o + bias[3 * H + k]) + acc[3],
+                                        keep, gates, c, h, tanh_c)
+                        # the next sample's sums to the front: constant indices keep acc in registers
+                        for a in range(ACC_FORWARD - 4):
+                            acc[a] = acc[a + 4]
 
     # ------------------------------------------------------------------ the head
 
@@ -484,8 +487,10 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
                                 if has_head:
                                     for y in range(Y):
                                         head += dout[t, b, y] * W_y[y, k]
-                                dh_t = head + acc[u * ROWS + i] if t < T - 1 else head
+                                dh_t = head + acc[0] if t < T - 1 else head
                                 cell_backward(t, b, k, H, dh_t, gates, c, tanh_c, dz, dc_next)
+                            for a in range(ACC_BACKWARD - 1):   # the next sum to the front (registers)
+                                acc[a] = acc[a + 1]
 
     # ------------------------------------------------------------------ weight gradients
 
@@ -665,7 +670,7 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
     def forward_kernel(t, keep, X, order, off, nrows, W_ih, W_hh, bias, gates, c, h, tanh_c):
         """One forward step (grid: unit slices x sample groups; dynamic shared: the W_hh rows)."""
         wsh = cuda.shared.array(0, FT)
-        tile = cuda.shared.array((KT, CHUNK + 1), FT)
+        tile = cuda.shared.array((KT, TILE_WIDTH), FT)
         load_gate_rows(wsh, W_hh)
         forward_step(t, keep, wsh, tile, X, order, off, nrows, W_ih, bias, gates, c, h, tanh_c)
 
@@ -683,14 +688,14 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
     def backward_kernel(t, T, task, nrows, W_hh, W_y, gates, c, tanh_c, dout, dz, dc_next):
         """One BPTT step (grid as forward_kernel; dynamic shared: the W_hh columns)."""
         wsh = cuda.shared.array(0, FT)
-        tile = cuda.shared.array((KT, CHUNK + 1), FT)
+        tile = cuda.shared.array((KT, TILE_WIDTH), FT)
         load_unit_columns(wsh, W_hh)
         backward_step(t, T, task, wsh, tile, nrows, W_y, gates, c, tanh_c, dout, dz, dc_next)
 
     @cuda.jit
     def grads_kernel(X, order, off, nrows, T, task, dz, h, dout, g0, g1, g2, g3, g4, partial):
         red = cuda.shared.array(REDUCE, FT)
-        tile = cuda.shared.array((KT, CHUNK + 1), FT)
+        tile = cuda.shared.array((KT, TILE_WIDTH), FT)
         grad_tiles(red, tile, X, order, off, nrows, T, task, dz, h, dout, g0, g1, g2, g3, g4, partial)
 
     @cuda.jit
@@ -713,7 +718,7 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
         1: + BPTT and gradients; 2: + clip and SGD.
         """
         wsh = cuda.shared.array(0, FT)
-        tile = cuda.shared.array((KT, CHUNK + 1), FT)
+        tile = cuda.shared.array((KT, TILE_WIDTH), FT)
         red = cuda.shared.array(REDUCE, FT)
         grid = cuda.cg.this_grid()
         train = phase >= PHASE_BACKWARD
