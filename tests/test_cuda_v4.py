@@ -285,11 +285,24 @@ def test_plan_geometry_and_shared_memory_limit():
 
 
 def test_plan_on_the_gpu_geometry():
-    """What the GPU constants give at the heavy and gpu workloads' sizes (computed, not launched)."""
-    if v4.SIM:
-        pytest.skip("the simulator's constants differ from the GPU's")
-    assert v4.max_hidden(np.float32) >= 2048 and v4.max_hidden(np.float64) >= 1024
-    plan = v4.plan(512, 512, np.float32)
-    assert (plan.units, plan.slices, plan.groups) == (4, 128, 4)
-    heavy = v4.plan(128, 128, np.float32)               # one chunk of samples: one unit per block, 128 blocks
-    assert (heavy.units, heavy.slices, heavy.groups) == (1, 128, 1)
+    """What the GPU constants give at the heavy and gpu workloads' sizes (computed in a process with the
+    simulator off, which needs no GPU: nothing is compiled or launched)."""
+    import json
+    import os
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(v4.__file__)))
+    script = ("import json, numpy as np; from lstm_numba_cuda import v4; "
+              "p = lambda *a: (lambda q: [q.units, q.slices, q.groups, q.shared_bytes])(v4.plan(*a)); "
+              "print(json.dumps({'max32': v4.max_hidden(np.float32), 'max64': v4.max_hidden(np.float64), "
+              "'gpu32': p(512, 512, np.float32), 'gpu64': p(512, 512, np.float64), "
+              "'heavy32': p(128, 128, np.float32), 'sim': v4.SIM}))")
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=root)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not got["sim"]
+    assert (got["max32"], got["max64"]) == (2492, 1214)     # the module docstring's numbers
+    assert got["gpu32"] == [4, 128, 4, 32768]               # 4 units, 512 blocks, 32 KiB of W_hh each
+    assert got["gpu64"] == [2, 256, 2, 32768]
+    assert got["heavy32"] == [1, 128, 1, 2048]              # one chunk of samples: one unit per block
