@@ -201,6 +201,23 @@ def test_per_step_kernels_match_reference_float32(task):
     case.check_params("float32", case.expected_update(0.3, None))
 
 
+@pytest.mark.parametrize("task", ref.TASKS)
+def test_one_unit_one_row_one_step_on_a_grid_of_mostly_empty_blocks(task):
+    """T = D = H = Y = B = 1 on a 2 x 2 grid: three blocks own nothing and must still reach every barrier."""
+    case = Case(task, 1, seed=4, T=1, D=1, H=1, Y=2 if task == "classification" else 1)
+    plan = v4.Plan(1, 1, case.dtype, 2, 2, 3)
+    case.forward(plan)
+    case.check_forward("tiny")
+    case.head(plan)
+    case.check_head("tiny")
+    case.backward(plan)
+    assert_close("tiny dz", case.host(case.dz), case.dz_ref)
+    case.grads(plan)
+    case.check_grads("tiny")
+    case.update(plan.grid, 3, plan.blocks, 0.3, None)
+    case.check_params("tiny", case.expected_update(0.3, None))
+
+
 def test_results_do_not_depend_on_the_geometry():
     """Different grids and block sizes sum the same terms in the same order per entry: the caches and
     gradients agree bitwise; only the global norm's partial sums may differ in the last bits."""
