@@ -72,6 +72,7 @@ TILE_R = 2 if SIM else 4             # gradient entries per thread: rows ...
 TILE_C = 2 if SIM else 8             # ... and columns; (GRAD_ROWS / TILE_R) * (GRAD_COLS / TILE_C) threads cover a tile
 REDUCE = 8 if SIM else 256           # slots of the block reduction buffer; a power of two
 THREADS = 6 if SIM else 128          # default threads per block
+MIN_PART_TERMS = 4 if SIM else 256   # fewest terms (t, b) per part of a split gradient tile
 K_TILE = {"float64": 3 if SIM else 8, "float32": 3 if SIM else 16}   # tile depth along H, 4H or the terms
 SHARED_MEMORY_LIMIT = 48 * 1024      # bytes a block gets without opting in
 
@@ -100,15 +101,24 @@ def max_hidden(dtype) -> int:
     return (SHARED_MEMORY_LIMIT - static_shared_bytes(dtype)) // slice_bytes(1, 1, dtype)
 
 
+def grad_tiles_count(D: int, H: int, Y: int) -> int:
+    """Output tiles of the gradient product: (4H, D+H+1) and the head's (Y, H+1)."""
+    def tiles(rows, cols):
+        return -(-rows // GRAD_ROWS) * -(-cols // GRAD_COLS)
+    return tiles(4 * H, D + H + 1) + tiles(Y, H + 1)
+
+
 class Plan:
-    """The launch geometry of one minibatch size: grid (slices, groups), threads, dynamic shared bytes.
+    """The launch geometry of one minibatch size: grid (slices, groups), threads, dynamic shared bytes,
+    and ``parts``, the ranges of terms the gradient tiles are split into (more work items than tiles
+    when the tiles alone would leave blocks idle; their sums are added in part order).
 
     ``units`` hidden units per block (J); a block holds its W_hh slice in ``shared_bytes``.
     """
 
-    def __init__(self, H: int, nrows: int, dtype, slices: int, groups: int, threads: int):
+    def __init__(self, H: int, nrows: int, dtype, slices: int, groups: int, threads: int, parts: int = 1):
         self.H, self.nrows = H, nrows
-        self.slices, self.groups, self.threads = int(slices), int(groups), int(threads)
+        self.slices, self.groups, self.threads, self.parts = int(slices), int(groups), int(threads), int(parts)
         self.units = -(-H // self.slices)
         self.shared_bytes = slice_bytes(self.units, H, dtype)
         if self.shared_bytes + static_shared_bytes(dtype) > SHARED_MEMORY_LIMIT:
@@ -126,10 +136,12 @@ class Plan:
         return self.slices * self.groups
 
 
-def plan(H: int, nrows: int, dtype, target_blocks: int = 512, threads: int = THREADS) -> Plan:
+def plan(T: int, D: int, H: int, Y: int, nrows: int, dtype, target_blocks: int = 512,
+         threads: int = THREADS) -> Plan:
     """The default geometry for about ``target_blocks`` blocks: sample groups of at least a chunk,
-    and as few units per block as that many blocks allow (at most what the threads cover and
-    shared memory holds), so that small problems still spread over the whole GPU."""
+    as few units per block as that many blocks allow (at most what the threads cover and shared
+    memory holds), so that small problems still spread over the whole GPU, and the gradient
+    terms split into parts of at least MIN_PART_TERMS until every block has a tile."""
     if H > max_hidden(dtype):
         Plan(H, nrows, dtype, 1, 1, threads)   # raises the UserError with the numbers
     most = max(1, min(threads // LANES, (SHARED_MEMORY_LIMIT - static_shared_bytes(dtype)) // slice_bytes(1, H, dtype)))
@@ -137,7 +149,8 @@ def plan(H: int, nrows: int, dtype, target_blocks: int = 512, threads: int = THR
     per_block = max(1, min(most, -(-H * chunks // target_blocks)))
     slices = -(-H // per_block)
     groups = max(1, min(chunks, target_blocks // slices))
-    return Plan(H, nrows, dtype, slices, groups, threads)
+    parts = max(1, min(slices * groups // grad_tiles_count(D, H, Y), T * nrows // MIN_PART_TERMS))
+    return Plan(H, nrows, dtype, slices, groups, threads, parts)
 
 
 # ---------------------------------------------------------------------------- kernels
@@ -527,23 +540,23 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
         return ONE
 
     @cuda.jit(device=True)
-    def store_grad(kind, r, col, value, D, H, g0, g1, g2, g3, g4):
+    def flat_index(kind, r, col, D, H, Y):
+        """Position of a gradient entry in the flat order W_ih, W_hh, b, W_y, b_y (the scratch's columns)."""
         if kind == 0:
             if col < D:
-                g0[r, col] = value
-            elif col < D + H:
-                g1[r, col - D] = value
-            else:
-                g2[r] = value
-        elif col < H:
-            g3[r, col] = value
-        else:
-            g4[r] = value
+                return r * D + col
+            if col < D + H:
+                return 4 * H * D + r * H + col - D
+            return 4 * H * (D + H) + r
+        head = 4 * H * (D + H + 1)
+        if col < H:
+            return head + r * H + col
+        return head + Y * H + r
 
     @cuda.jit(device=True)
-    def grad_tile(kind, r0, c0, tile, X, order, off, nrows, T, task, dz, h, dout, g0, g1, g2, g3, g4):
-        """One GRAD_ROWS x GRAD_COLS tile of the gradient product (see the module docstring);
-        returns this thread's sum of squares of the entries it wrote."""
+    def grad_tile(kind, r0, c0, part, parts, tile, X, order, off, nrows, T, task, dz, h, dout, scratch):
+        """One GRAD_ROWS x GRAD_COLS tile of the gradient product (see the module docstring) over the
+        terms of ``part`` (of ``parts`` equal ranges), into scratch[part]."""
         tid = cuda.threadIdx.x
         nt = cuda.blockDim.x
         D = X.shape[2]
@@ -552,9 +565,11 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
         M = 4 * H if kind == 0 else Y
         N = D + H + 1 if kind == 0 else H + 1
         Q = nrows if (kind == 1 and task == REGRESSION) else T * nrows
+        per_part = (Q + parts - 1) // parts
+        q_lo = part * per_part
+        q_hi = min(Q, q_lo + per_part)
         acc = cuda.local.array(ACC_GRAD, FT)
         left = cuda.local.array(TILE_R, FT)
-        sumsq = ZERO
         for first in range(0, TR * TC, nt):
             item = first + tid
             ir = item % TR
@@ -562,21 +577,21 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
             active = item < TR * TC
             for a in range(ACC_GRAD):
                 acc[a] = ZERO
-            for q0 in range(0, Q, KT):
+            for q0 in range(q_lo, q_hi, KT):
                 for e in range(tid, KT * GRAD_WIDTH, nt):
                     qq = e // GRAD_WIDTH
                     x = e % GRAD_WIDTH
                     q = q0 + qq
                     value = ZERO
                     if x < GRAD_ROWS:
-                        if q < Q and r0 + x < M:
+                        if q < q_hi and r0 + x < M:
                             value = left_term(kind, q, r0 + x, T, task, nrows, dz, dout)
-                    elif q < Q and c0 + x - GRAD_ROWS < N:
+                    elif q < q_hi and c0 + x - GRAD_ROWS < N:
                         value = right_term(kind, q, c0 + x - GRAD_ROWS, T, task, nrows, X, order, off, h)
                     tile[qq, x] = value
                 cuda.syncthreads()
                 if active:
-                    for qq in range(min(KT, Q - q0)):
+                    for qq in range(min(KT, q_hi - q0)):
                         for a in range(TILE_R):
                             left[a] = tile[qq, ir + TR * a]
                         for cc in range(TILE_C):
@@ -590,14 +605,11 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
                         r = r0 + ir + TR * a
                         col = c0 + ic + TC * cc
                         if r < M and col < N:
-                            value = acc[a * TILE_C + cc]
-                            store_grad(kind, r, col, value, D, H, g0, g1, g2, g3, g4)
-                            sumsq += value * value
-        return sumsq
+                            scratch[part, flat_index(kind, r, col, D, H, Y)] = acc[a * TILE_C + cc]
 
     @cuda.jit(device=True)
-    def grad_tiles(red, tile, X, order, off, nrows, T, task, dz, h, dout, g0, g1, g2, g3, g4, partial):
-        """All five gradients, tiles dealt to the blocks in turn; partial[block] = its sum of squares."""
+    def grad_tiles(tile, X, order, off, nrows, T, task, dz, h, dout, scratch, parts):
+        """Every (tile, part) of the gradient product, dealt to the blocks in turn, into scratch (parts, P)."""
         D = X.shape[2]
         H = h.shape[2]
         Y = dout.shape[2]
@@ -605,18 +617,61 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
         gate_tiles = ((4 * H + GRAD_ROWS - 1) // GRAD_ROWS) * col_tiles
         head_col_tiles = (H + 1 + GRAD_COLS - 1) // GRAD_COLS
         head_tiles = ((Y + GRAD_ROWS - 1) // GRAD_ROWS) * head_col_tiles
-        sumsq = ZERO
-        for tile_id in range(block_id(), gate_tiles + head_tiles, cuda.gridDim.x * cuda.gridDim.y):
+        for item in range(block_id(), (gate_tiles + head_tiles) * parts, cuda.gridDim.x * cuda.gridDim.y):
+            tile_id = item // parts
+            part = item % parts
             if tile_id < gate_tiles:
-                sumsq += grad_tile(0, (tile_id // col_tiles) * GRAD_ROWS, (tile_id % col_tiles) * GRAD_COLS,
-                                   tile, X, order, off, nrows, T, task, dz, h, dout, g0, g1, g2, g3, g4)
+                grad_tile(0, (tile_id // col_tiles) * GRAD_ROWS, (tile_id % col_tiles) * GRAD_COLS, part, parts,
+                          tile, X, order, off, nrows, T, task, dz, h, dout, scratch)
             else:
                 i = tile_id - gate_tiles
-                sumsq += grad_tile(1, (i // head_col_tiles) * GRAD_ROWS, (i % head_col_tiles) * GRAD_COLS,
-                                   tile, X, order, off, nrows, T, task, dz, h, dout, g0, g1, g2, g3, g4)
-        total = block_sum(red, sumsq)
+                grad_tile(1, (i // head_col_tiles) * GRAD_ROWS, (i % head_col_tiles) * GRAD_COLS, part, parts,
+                          tile, X, order, off, nrows, T, task, dz, h, dout, scratch)
+
+    @cuda.jit(device=True)
+    def locate(idx, D, H, Y):
+        """Flat index over (W_ih, W_hh, b, W_y, b_y) -> (which array 0..4, row, column)."""
+        if idx < 4 * H * D:
+            return 0, idx // D, idx % D
+        idx -= 4 * H * D
+        if idx < 4 * H * H:
+            return 1, idx // H, idx % H
+        idx -= 4 * H * H
+        if idx < 4 * H:
+            return 2, idx, 0
+        idx -= 4 * H
+        if idx < Y * H:
+            return 3, idx // H, idx % H
+        return 4, idx - Y * H, 0
+
+    @cuda.jit(device=True)
+    def gather_parts(red, scratch, parts, g0, g1, g2, g3, g4, partial):
+        """grads = the sum of the parts in part order, grid-wide; partial[block] = the block's sum of squares."""
+        D = g0.shape[1]
+        H = g1.shape[1]
+        Y = g3.shape[0]
+        total = 4 * H * D + 4 * H * H + 4 * H + Y * H + Y
+        stride = cuda.gridDim.x * cuda.gridDim.y * cuda.blockDim.x
+        sumsq = ZERO
+        for idx in range(block_id() * cuda.blockDim.x + cuda.threadIdx.x, total, stride):
+            value = ZERO
+            for p in range(parts):
+                value += scratch[p, idx]
+            which, r, col = locate(idx, D, H, Y)
+            if which == 0:
+                g0[r, col] = value
+            elif which == 1:
+                g1[r, col] = value
+            elif which == 2:
+                g2[r] = value
+            elif which == 3:
+                g3[r, col] = value
+            else:
+                g4[r] = value
+            sumsq += value * value
+        block_total = block_sum(red, sumsq)
         if cuda.threadIdx.x == 0:
-            partial[block_id()] = total
+            partial[block_id()] = block_total
 
     # ------------------------------------------------------------------ clip and SGD over the grid
 
@@ -693,10 +748,16 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
         backward_step(t, T, task, wsh, tile, nrows, W_y, gates, c, tanh_c, dout, dz, dc_next)
 
     @cuda.jit
-    def grads_kernel(X, order, off, nrows, T, task, dz, h, dout, g0, g1, g2, g3, g4, partial):
-        red = cuda.shared.array(REDUCE, FT)
+    def grads_kernel(X, order, off, nrows, T, task, dz, h, dout, scratch, parts):
+        """The gradient product's tiles, each over ``parts`` ranges of terms, into scratch."""
         tile = cuda.shared.array((KT, TILE_WIDTH), FT)
-        grad_tiles(red, tile, X, order, off, nrows, T, task, dz, h, dout, g0, g1, g2, g3, g4, partial)
+        grad_tiles(tile, X, order, off, nrows, T, task, dz, h, dout, scratch, parts)
+
+    @cuda.jit
+    def gather_kernel(scratch, parts, g0, g1, g2, g3, g4, partial):
+        """The five gradients from the parts, and the per-block sums of squares."""
+        red = cuda.shared.array(REDUCE, FT)
+        gather_parts(red, scratch, parts, g0, g1, g2, g3, g4, partial)
 
     @cuda.jit
     def update_kernel(partial, n_partial, has_clip, clip_norm, lr, status, p0, p1, p2, p3, p4,
@@ -710,7 +771,7 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
     @cuda.jit
     def minibatch_kernel(X, targets, order, off, nrows, T, task, phase, W_ih, W_hh, bias, W_y, b_y,
                          gates, c, h, tanh_c, dz, dc_next, dout, rowloss, row_off, denom, out, k, status,
-                         has_clip, clip_norm, lr, g0, g1, g2, g3, g4, partial):
+                         has_clip, clip_norm, lr, g0, g1, g2, g3, g4, scratch, parts, partial):
         """A whole minibatch in one cooperative launch: the same phases as the per-step kernels,
         grid-wide barriers between them, the W_hh slice kept in shared memory across the steps.
 
@@ -736,7 +797,9 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
             for t in range(T - 1, -1, -1):
                 backward_step(t, T, task, wsh, tile, nrows, W_y, gates, c, tanh_c, dout, dz, dc_next)
                 grid.sync()
-            grad_tiles(red, tile, X, order, off, nrows, T, task, dz, h, dout, g0, g1, g2, g3, g4, partial)
+            grad_tiles(tile, X, order, off, nrows, T, task, dz, h, dout, scratch, parts)
+            grid.sync()
+            gather_parts(red, scratch, parts, g0, g1, g2, g3, g4, partial)
         if phase == PHASE_UPDATE:
             grid.sync()
             update_params(red, partial, cuda.gridDim.x * cuda.gridDim.y, has_clip, clip_norm, lr, status,
@@ -744,5 +807,6 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
 
     return SimpleNamespace(
         forward_kernel=forward_kernel, head_kernel=head_kernel, loss_kernel=loss_kernel,
-        backward_kernel=backward_kernel, grads_kernel=grads_kernel, update_kernel=update_kernel,
+        backward_kernel=backward_kernel, grads_kernel=grads_kernel, gather_kernel=gather_kernel,
+        update_kernel=update_kernel,
         minibatch_kernel=minibatch_kernel)

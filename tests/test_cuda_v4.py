@@ -74,6 +74,8 @@ class Case:
         self.tanh_c, self.dz, self.dout = zeros(T, B, H), zeros(T, B, 4 * H), zeros(T, B, Y)
         self.dc_next, self.rowloss = zeros(B, H), zeros(B)
         self.partial = zeros(64)
+        # NaN: an entry of a part that no tile wrote would poison its gradient
+        self.scratch = L.to_device(np.full((4, sum(a.size for a in self.params.arrays())), np.nan, dtype))
         self.out = L.to_device(np.full(2, np.nan))
         self.status = L.to_device(np.zeros(1, np.int32))
         self.denom = float(ref.loss_terms(task, B, T, Y))
@@ -112,18 +114,20 @@ class Case:
 
     def grads(self, plan):
         self.L.launch(self.K.grads_kernel, plan.grid, plan.threads, self.d_X, self.d_order, self.off, self.B,
-                      self.T, check_task(self.task), self.dz, self.h, self.dout, *self.g, self.partial)
+                      self.T, check_task(self.task), self.dz, self.h, self.dout, self.scratch, plan.parts)
+        self.L.launch(self.K.gather_kernel, plan.grid, plan.threads, self.scratch, plan.parts, *self.g, self.partial)
 
     def update(self, grid, threads, n_partial, lr, clip_norm):
         self.L.launch(self.K.update_kernel, grid, threads, self.partial, n_partial, 0 if clip_norm is None else 1,
                       clip_norm or 0.0, lr, self.status, *self.p, *self.g)
 
-    def cooperative(self, phase, threads, lr=0.0, clip_norm=None):
-        plan = v4.Plan(self.params.sizes[1], self.B, self.dtype, 1, 1, threads)
+    def cooperative(self, phase, threads, lr=0.0, clip_norm=None, parts=2):
+        plan = v4.Plan(self.params.sizes[1], self.B, self.dtype, 1, 1, threads, parts)
         self.L.launch(self.K.minibatch_kernel, plan.grid, plan.threads, self.d_X, self.d_targets, self.d_order,
                       self.off, self.B, self.T, check_task(self.task), phase, *self.p, self.gates, self.c,
                       self.h, self.tanh_c, self.dz, self.dc_next, self.dout, self.rowloss, 0, self.denom, self.out,
-                      0, self.status, 0 if clip_norm is None else 1, clip_norm or 0.0, lr, *self.g, self.partial,
+                      0, self.status, 0 if clip_norm is None else 1, clip_norm or 0.0, lr, *self.g, self.scratch,
+                      plan.parts, self.partial,
                       shared_bytes=plan.shared_bytes)
 
     # ---- checks against the reference
@@ -152,11 +156,12 @@ class Case:
             assert_close(f"{label} {name}", self.host(array), want)
 
 
-# Grids (unit slices, sample groups) and threads: H=5 over 3 slices (2, 2, 1 units), B=7 over 2 groups
-# (4 and 3 rows), 8 threads (rounds of items in the gradient tiles); one slice of 5 units over 4 threads
-# (forward items in 5 rounds) with B=11 in one group (chunks of 9 and 2); 4 slices (the last one empty)
-# and 3 groups.
-GEOMETRIES = {"3x2_t8_B7": ((3, 2), 8, 7), "1x1_t4_B11": ((1, 1), 4, 11), "6x3_t6_B7": ((6, 3), 6, 7)}
+# Grids (unit slices, sample groups), threads, rows and gradient parts: H=5 over 3 slices (2, 2, 1 units),
+# B=7 over 2 groups (4 and 3 rows), 8 threads (rounds of items in the gradient tiles), the T*B = 28 terms
+# in 2 parts; one slice of 5 units over 4 threads (forward items in 5 rounds) with B=11 in one group
+# (chunks of 9 and 2), one part; 6 slices (the last two empty), 3 groups, 3 parts (the regression head's
+# 7 terms as 3, 3 and 1).
+GEOMETRIES = {"3x2_t8_B7": ((3, 2), 8, 7, 2), "1x1_t4_B11": ((1, 1), 4, 11, 1), "6x3_t6_B7": ((6, 3), 6, 7, 3)}
 
 
 @pytest.mark.parametrize("task", ref.TASKS)
@@ -164,9 +169,9 @@ GEOMETRIES = {"3x2_t8_B7": ((3, 2), 8, 7), "1x1_t4_B11": ((1, 1), 4, 11), "6x3_t
 def test_per_step_kernels_match_reference_float64(task, geometry):
     """Forward steps, head, loss, backward steps, gradients and the clipped update, each
     checked against the reference as soon as it has run."""
-    grid, threads, B = GEOMETRIES[geometry]
+    grid, threads, B, parts = GEOMETRIES[geometry]
     case = Case(task, B, seed=len(task) + B)
-    plan = v4.Plan(H_, B, case.dtype, *grid, threads)
+    plan = v4.Plan(H_, B, case.dtype, *grid, threads, parts)
     case.forward(plan)
     case.check_forward(geometry)
     case.head(plan)
@@ -188,7 +193,7 @@ def test_per_step_kernels_match_reference_float64(task, geometry):
 def test_per_step_kernels_match_reference_float32(task):
     B = 7
     case = Case(task, B, dtype=np.float32, seed=3)
-    plan = v4.Plan(H_, B, case.dtype, 3, 2, 6)
+    plan = v4.Plan(H_, B, case.dtype, 3, 2, 6, 2)
     case.forward(plan)
     case.check_forward("float32")
     case.head(plan)
@@ -205,7 +210,7 @@ def test_per_step_kernels_match_reference_float32(task):
 def test_one_unit_one_row_one_step_on_a_grid_of_mostly_empty_blocks(task):
     """T = D = H = Y = B = 1 on a 2 x 2 grid: three blocks own nothing and must still reach every barrier."""
     case = Case(task, 1, seed=4, T=1, D=1, H=1, Y=2 if task == "classification" else 1)
-    plan = v4.Plan(1, 1, case.dtype, 2, 2, 3)
+    plan = v4.Plan(1, 1, case.dtype, 2, 2, 3, 2)     # the one term in two parts: the second is empty
     case.forward(plan)
     case.check_forward("tiny")
     case.head(plan)
@@ -219,12 +224,12 @@ def test_one_unit_one_row_one_step_on_a_grid_of_mostly_empty_blocks(task):
 
 
 def test_results_do_not_depend_on_the_geometry():
-    """Different grids and block sizes sum the same terms in the same order per entry: the caches and
-    gradients agree bitwise; only the global norm's partial sums may differ in the last bits."""
+    """Different grids and block sizes sum the same terms in the same order per entry: with the same
+    parts the caches and gradients agree bitwise (only the global norm's block partials differ)."""
     results = []
     for grid, threads in (((2, 3), 5), ((5, 1), 7)):
         case = Case("classification", 7, seed=11)
-        plan = v4.Plan(H_, 7, case.dtype, *grid, threads)
+        plan = v4.Plan(H_, 7, case.dtype, *grid, threads, 2)
         case.forward(plan)
         case.head(plan)
         case.backward(plan)
@@ -292,13 +297,14 @@ def test_cooperative_kernel_stops_at_its_phase(phase):
 def test_plan_geometry_and_shared_memory_limit():
     for dtype in (np.float64, np.float32):
         H = v4.max_hidden(dtype)
-        plan = v4.plan(H, 100, dtype)
+        plan = v4.plan(T_, D_, H, Y_, 100, dtype)
         assert plan.units == 1 and plan.shared_bytes + v4.static_shared_bytes(dtype) <= v4.SHARED_MEMORY_LIMIT
         with pytest.raises(ref.UserError, match=f"H <= {H} fits\\); use kernel_version 2"):
-            v4.plan(H + 1, 100, dtype)
-    plan = v4.plan(H_, 7, np.float64, threads=6)
+            v4.plan(T_, D_, H + 1, Y_, 100, dtype)
+    plan = v4.plan(T_, D_, H_, Y_, 7, np.float64, threads=6)
     assert plan.units * plan.slices >= H_ and plan.units * v4.LANES <= 6
     assert plan.groups == 1                             # 7 rows fit in one chunk
+    assert plan.blocks < v4.grad_tiles_count(D_, H_, Y_) and plan.parts == 1   # more tiles than blocks: no split
 
 
 def test_plan_on_the_gpu_geometry():
@@ -309,10 +315,10 @@ def test_plan_on_the_gpu_geometry():
     import subprocess
     root = os.path.dirname(os.path.dirname(os.path.abspath(v4.__file__)))
     script = ("import json, numpy as np; from lstm_numba_cuda import v4; "
-              "p = lambda *a: (lambda q: [q.units, q.slices, q.groups, q.shared_bytes])(v4.plan(*a)); "
+              "p = lambda *a: (lambda q: [q.units, q.slices, q.groups, q.shared_bytes, q.parts])(v4.plan(*a)); "
               "print(json.dumps({'max32': v4.max_hidden(np.float32), 'max64': v4.max_hidden(np.float64), "
-              "'gpu32': p(512, 512, np.float32), 'gpu64': p(512, 512, np.float64), "
-              "'heavy32': p(128, 128, np.float32), 'sim': v4.SIM}))")
+              "'gpu32': p(64, 1, 512, 1, 512, np.float32), 'gpu64': p(64, 1, 512, 1, 512, np.float64), "
+              "'heavy32': p(32, 1, 128, 1, 128, np.float32), 'sim': v4.SIM}))")
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300,
                           cwd=root)
@@ -320,6 +326,6 @@ def test_plan_on_the_gpu_geometry():
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert not got["sim"]
     assert (got["max32"], got["max64"]) == (2492, 1214)     # the module docstring's numbers
-    assert got["gpu32"] == [4, 128, 4, 32768]               # 4 units, 512 blocks, 32 KiB of W_hh each
-    assert got["gpu64"] == [2, 256, 2, 32768]
-    assert got["heavy32"] == [1, 128, 1, 2048]              # one chunk of samples: one unit per block
+    assert got["gpu32"] == [4, 128, 4, 32768, 1]            # 4 units, 512 blocks, 32 KiB of W_hh each
+    assert got["gpu64"] == [2, 256, 2, 32768, 1]
+    assert got["heavy32"] == [1, 128, 1, 2048, 4]           # one unit per block; 27 gradient tiles x 4 parts
