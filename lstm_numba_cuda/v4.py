@@ -21,17 +21,20 @@ units x ROWS samples). The weight gradients are one tiled product
     [dW_ih | dW_hh | db] (4H, D+H+1) = sum over the T*B terms q = (t, b) of dz[q]^T [x_q | h_{t-1,q} | 1]
     [dW_y | db_y]        (Y, H+1)    = sum over the head's terms of dout[q]^T [h_{t,q} | 1]
 
-cut into GRAD_ROWS x GRAD_COLS output tiles dealt to the blocks in turn; a thread owns
-TILE_R x TILE_C entries and sums its terms q in ascending order (no atomics, fixed order),
-then adds their squares to the block's partial sum of squares (a fixed-order tree). The
-global norm is the sum of the per-block partials in block order, computed alike by every
-block of the update, which applies the clip scale and SGD grid-wide.
+cut into GRAD_ROWS x GRAD_COLS output tiles, each over ``parts`` equal ranges of the terms
+(parts > 1 only when there are fewer tiles than blocks, as at H=128), the (tile, part) items
+dealt to the blocks in turn; a thread owns TILE_R x TILE_C entries and sums its terms in
+ascending order into a scratch row per part (no atomics). A grid-wide gather adds the parts
+in part order into the gradients and leaves each block's sum of squares (a fixed-order tree);
+the global norm is the sum of those per-block partials in block order, computed alike by
+every block of the update, which applies the clip scale and SGD grid-wide.
 
 Barriers between steps. Two ways to run the same phase functions (``forward_step``,
-``head_rows``, ``backward_step``, ``grad_tiles``, ``update_params``):
+``head_rows``, ``backward_step``, ``grad_tiles``, ``gather_parts``, ``update_params``):
   - per-step launches (a launch boundary is the grid-wide barrier): T forward steps, the head,
-    the loss, T backward steps, the gradients, the update: 2T + 4 launches per minibatch;
-  - one cooperative launch per minibatch (``minibatch``) that keeps the W_hh slice in shared
+    the loss, T backward steps, the gradient tiles, the gather, the update: 2T + 5 launches
+    per minibatch;
+  - one cooperative launch per minibatch (``minibatch_kernel``) that keeps the W_hh slice in shared
     memory across steps and separates them with ``cuda.cg.this_grid().sync()``. The simulator
     runs cooperative grids of one block only, so the multi-block partition is tested through
     the per-step launches, which call the very same phase functions.
