@@ -206,6 +206,22 @@ def device_functions(FT) -> SimpleNamespace:
         return cross_entropy(out, int(targets[n, t]), with_grad, terms, dout, t, b)
 
     @cuda.jit(device=True)
+    def head_row(b, batch, task, with_grad, terms, params, caches, outputs):
+        """Row b's summed loss terms from caches.h; outputs (T, B, Y) receives its head outputs (regression:
+        at T-1 only) and, with_grad, caches.dout its gradient (one thread per row)."""
+        n = batch.order[batch.off + b]
+        T = caches.h.shape[0] - 1
+        loss = ZERO
+        for t in range(T):
+            if task == CLASSIFICATION or t == T - 1:
+                out = outputs[t, b]
+                h_t = caches.h[t + 1, b]
+                for y in range(out.shape[0]):
+                    out[y] = head_output(h_t, params.W_y, params.b_y, y)
+                loss += head_loss(task, out, batch.targets, n, t, with_grad != 0, terms, caches.dout, b)
+        return loss
+
+    @cuda.jit(device=True)
     def head_backward(dout, t, b, W_y, k):
         """backprop out = W_y h + b_y: the head's gradient on unit k of h_t of row b, dout[t, b] @ W_y[:, k]."""
         acc = ZERO
@@ -221,10 +237,18 @@ def device_functions(FT) -> SimpleNamespace:
 
     @cuda.jit(device=True)
     def block_sum(buf, value):
-        """Tree sum of one value per thread over a block of REDUCE_THREADS threads (fixed order)."""
+        """Sum of one value per thread over a block of any size, in a fixed order: buf (REDUCE_THREADS,)
+        gets thread i's value in slot i % REDUCE_THREADS (slots filled in thread order), then a tree.
+        With REDUCE_THREADS threads this is the plain tree."""
         tid = cuda.threadIdx.x
-        buf[tid] = value
+        nthreads = cuda.blockDim.x
+        for slot in range(tid, REDUCE_THREADS, nthreads):   # fewer threads than slots: the rest are zero
+            buf[slot] = value if slot == tid else ZERO
         cuda.syncthreads()
+        for first in range(REDUCE_THREADS, nthreads, REDUCE_THREADS):
+            if first <= tid < first + REDUCE_THREADS:
+                buf[tid - first] += value
+            cuda.syncthreads()
         stride = REDUCE_THREADS // 2
         while stride > 0:
             if tid < stride:
@@ -239,7 +263,7 @@ def device_functions(FT) -> SimpleNamespace:
     def strided_block_sum(buf, values, count):
         """sum(values[:count]) by one block: each thread sums a stride, then ``block_sum`` (fixed order)."""
         part = ZERO
-        for i in range(cuda.threadIdx.x, count, REDUCE_THREADS):
+        for i in range(cuda.threadIdx.x, count, cuda.blockDim.x):
             part += values[i]
         return block_sum(buf, part)
 
@@ -362,7 +386,7 @@ def device_functions(FT) -> SimpleNamespace:
     return SimpleNamespace(
         sigmoid=sigmoid, activate=activate, cell_state=cell_state, cell_backward=cell_backward,
         cell_forward_at=cell_forward_at, cell_cache=cell_cache, cell_backward_at=cell_backward_at,
-        head_output=head_output, log_softmax_shift=log_softmax_shift, head_loss=head_loss,
+        head_output=head_output, log_softmax_shift=log_softmax_shift, head_loss=head_loss, head_row=head_row,
         head_backward=head_backward, block_sum=block_sum, strided_block_sum=strided_block_sum,
         record_loss=record_loss, clip_factor=clip_factor, param_count=param_count, locate=locate,
         read_flat=read_flat, write_flat=write_flat, sgd_flat=sgd_flat, grad_element=grad_element)
@@ -373,7 +397,7 @@ def shared_kernels(FT) -> SimpleNamespace:
     """The kernels every version launches, for float type FT; arguments declared by kind (arguments.py)."""
     ZERO = FT(0.0)
     F = device_functions(FT)
-    head_output, head_loss, head_backward = F.head_output, F.head_loss, F.head_backward
+    head_output, head_row, head_backward = F.head_output, F.head_row, F.head_backward
     log_softmax_shift, strided_block_sum, block_sum = F.log_softmax_shift, F.strided_block_sum, F.block_sum
     record_loss, clip_factor, param_count, locate = F.record_loss, F.clip_factor, F.param_count, F.locate
     read_flat, sgd_flat = F.read_flat, F.sgd_flat
@@ -418,18 +442,9 @@ def shared_kernels(FT) -> SimpleNamespace:
         """
         b = cuda.grid(1)
         if b < batch.nrows:
-            n = batch.order[batch.off + b]
             T = caches.h.shape[0] - 1
             H = caches.h.shape[2]
-            loss = ZERO
-            for t in range(T):
-                if task == CLASSIFICATION or t == T - 1:
-                    out = outputs[t, b]
-                    h_t = caches.h[t + 1, b]
-                    for y in range(out.shape[0]):
-                        out[y] = head_output(h_t, params.W_y, params.b_y, y)
-                    loss += head_loss(task, out, batch.targets, n, t, with_grad != 0, terms, caches.dout, b)
-            rowloss[row_off + b] = loss
+            rowloss[row_off + b] = head_row(b, batch, task, with_grad, terms, params, caches, outputs)
             if with_grad != 0:
                 for t in range(T):
                     has_head = task == CLASSIFICATION or t == T - 1

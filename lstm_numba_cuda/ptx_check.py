@@ -80,7 +80,8 @@ def compilations(dtype) -> Iterator[tuple[str, object, tuple]]:
 
 
 def register_usage(ptx: str, cc: tuple[int, int]) -> str | None:
-    """ptxas's registers and spill bytes for one kernel's PTX, or None when ptxas is not on the PATH."""
+    """ptxas's registers and spill bytes and the static shared memory of one kernel's PTX, or None when
+    ptxas is not on the PATH."""
     ptxas = shutil.which("ptxas")
     if ptxas is None:
         return None
@@ -88,13 +89,18 @@ def register_usage(ptx: str, cc: tuple[int, int]) -> str | None:
         source = os.path.join(folder, "kernel.ptx")
         with open(source, "w") as handle:
             handle.write(ptx)
-        done = subprocess.run([ptxas, f"-arch=sm_{cc[0]}{cc[1]}", "-v", source, "-o", os.devnull],
+        # -c: relocatable, so that the cooperative kernels' calls into cudadevrt (grid sync) stay unresolved
+        done = subprocess.run([ptxas, f"-arch=sm_{cc[0]}{cc[1]}", "-c", "-v", source, "-o", os.devnull],
                               capture_output=True, text=True)
     registers = re.search(r"Used (\d+) registers", done.stderr)
     spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", done.stderr)
     if done.returncode != 0 or registers is None or spills is None:
         return f"ptxas failed: {done.stderr.strip()[:200]}"
-    return f"{registers.group(1)} registers, spill {spills.group(1)}/{spills.group(2)} bytes stored/loaded"
+    # relocatable code reports no shared memory: the static arrays are read from the PTX declarations
+    static = sum(int(size) for size in re.findall(r"\.shared \.align \d+ \.b8 \w+\[(\d+)\]", ptx))
+    dynamic = " + dynamic" if re.search(r"\.extern \.shared", ptx) else ""
+    return (f"{registers.group(1)} registers, spill {spills.group(1)}/{spills.group(2)} bytes stored/loaded, "
+            f"{static} bytes static shared{dynamic}")
 
 
 def main(argv=None) -> int:

@@ -23,6 +23,7 @@ from .device_code import BLOCK, blocks
 from .v1 import OneKernelPerOperation
 from .v2 import FusedStepKernels
 from .v3 import PersistentKernel
+from .v4 import UnitSlices
 from .version_base import DeviceRun, KernelVersion
 
 # Numbered for life; a new version is one file and one entry here.
@@ -30,6 +31,7 @@ KERNEL_VERSIONS: dict[int, type[KernelVersion]] = {
     1: OneKernelPerOperation,
     2: FusedStepKernels,
     3: PersistentKernel,
+    4: UnitSlices,
 }
 DEFAULT_KERNEL_VERSION = 3   # fewest launches; not yet timed against v2 on a real GPU
 

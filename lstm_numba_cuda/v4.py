@@ -1,22 +1,21 @@
 """Kernel version 4, "a version that scales": hidden units split over the blocks, W_hh on chip.
 
 Letters: B rows of the minibatch (``nrows``), T time steps, D input features, H hidden units,
-Y outputs, J hidden units per block. Device arrays as in kernels.py (time-major caches
-gates (T, B, 4H), c and h (T+1, B, H), tanh_c (T, B, H), dz (T, B, 4H), dout (T, B, Y),
-dc_next (B, H), rowloss (rows,)).
+Y outputs, J hidden units per block. Argument groups and cache shapes: arguments.py; v4's
+workspace adds dc_next (B, H), outputs (T, B, Y) (the head's) and scratch (parts, n_params).
 
 Partition. The grid is (S, G) blocks: block (s, g) owns the J = ceil(H / S) hidden units
 k in [s*J, s*J + J) -- all four gate rows k, H+k, 2H+k, 3H+k of each -- for the samples of
-group g (B split into G contiguous groups). Its slice of W_hh lives in dynamic shared memory
-for the whole step: the rows (4J, H) in the forward, the columns (4H, J) in the backward,
-4*J*H values either way. h_{t-1} (forward) and dz_{t+1} (backward) come from global memory,
-where every block has left its units at the end of the previous step, through a
-zero-padded shared tile of CHUNK samples x K_TILE values, read coalesced along H.
+group g (B split into G contiguous groups). Its slice of W_hh lives in dynamic shared memory:
+the rows (4J, H) in the forward, the columns (4H, J) in the backward, 4*J*H values either way.
+h_{t-1} (forward) and dz_{t+1} (backward) come from global memory, where every block has left
+its units at the end of the previous step, through a zero-padded shared tile of CHUNK samples
+x K_TILE values, read coalesced along H.
 
-Products. A thread owns one unit and ROWS samples (strided by LANES, so a warp reads a tile
-row without bank conflicts and the W_hh slice by broadcast): its 4 x ROWS gate sums reuse
-every W_hh value ROWS times and every h value 4 times from registers (the backward: UNITS
-units x ROWS samples). The weight gradients are one tiled product
+Products. A thread owns one unit and ROWS samples (strided by LANES, so a warp reads a tile row
+without bank conflicts and the W_hh slice by broadcast): its 4 x ROWS gate sums reuse every
+W_hh value ROWS times and every h value 4 times from registers (the backward: UNITS units x
+ROWS samples). The weight gradients are one tiled product
 
     [dW_ih | dW_hh | db] (4H, D+H+1) = sum over the T*B terms q = (t, b) of dz[q]^T [x_q | h_{t-1,q} | 1]
     [dW_y | db_y]        (Y, H+1)    = sum over the head's terms of dout[q]^T [h_{t,q} | 1]
@@ -24,47 +23,52 @@ units x ROWS samples). The weight gradients are one tiled product
 cut into GRAD_ROWS x GRAD_COLS output tiles, each over ``parts`` equal ranges of the terms
 (parts > 1 only when there are fewer tiles than blocks, as at H=128), the (tile, part) items
 dealt to the blocks in turn; a thread owns TILE_R x TILE_C entries and sums its terms in
-ascending order into a scratch row per part (no atomics). A grid-wide gather adds the parts
-in part order into the gradients and leaves each block's sum of squares (a fixed-order tree);
-the global norm is the sum of those per-block partials in block order, computed alike by
-every block of the update, which applies the clip scale and SGD grid-wide.
+ascending order into a scratch row per part (no atomics). A grid-wide gather adds the parts in
+part order into the gradients and leaves each block's sum of squares (a fixed-order tree); the
+global norm is the sum of those per-block partials in block order, computed alike by every
+block of the update, which applies the clip scale and SGD grid-wide.
 
 Barriers between steps. Two ways to run the same phase functions (``forward_step``,
 ``head_rows``, ``backward_step``, ``grad_tiles``, ``gather_parts``, ``update_params``):
-  - per-step launches (a launch boundary is the grid-wide barrier): T forward steps, the head,
-    the loss, T backward steps, the gradient tiles, the gather, the update: 2T + 5 launches
-    per minibatch;
-  - one cooperative launch per minibatch (``minibatch_kernel``) that keeps the W_hh slice in shared
-    memory across steps and separates them with ``cuda.cg.this_grid().sync()``. The simulator
-    runs cooperative grids of one block only, so the multi-block partition is tested through
-    the per-step launches, which call the very same phase functions.
+  - cooperative (the default on a GPU): one launch per minibatch, ``minibatch_kernel``, keeps
+    the W_hh slice in shared memory across the steps and separates them with
+    ``cuda.cg.this_grid().sync()`` (2T + 3 grid barriers); the plan is cut to the blocks that
+    can be resident at once, and a grid that cannot be is run per step instead;
+  - per step (the simulator's default, which runs cooperative grids of one block only): a
+    launch boundary is the barrier: T forward steps, the head, the loss, T backward steps, the
+    gradient tiles, the gather, the update: 2T + 5 launches per minibatch.
+The multi-block partition is tested through the per-step launches, which call the very same
+phase functions as the cooperative kernel (tests/test_cuda_v4.py).
 
-Shared memory: 4*J*H values of W_hh plus a K_TILE x (CHUNK+1) tile and a REDUCE-value
-buffer, under the 48 KiB a block gets without opting in (Numba cannot opt in). With J >= 1
-this holds for H <= ``max_hidden(dtype)``: 2,492 in float32 and 1,214 in float64 on a GPU;
-beyond it ``plan`` raises a UserError that names kernel_version 2 (W_hh streamed from L2).
+Launches per minibatch: 1 (cooperative) or 2T + 5 (per step); validation: per chunk of
+batch_size rows 1 (cooperative) or T + 1 (per step), then 1 for the loss.
 
-Kernels run unchanged on the simulator: every global access guarded, tiles zero-padded, no
-return before a barrier, loops derived from the problem size and the launch geometry, so the
-result does not depend on the grid or block shape (tests vary both).
+Shared memory: 4*J*H values of W_hh plus a K_TILE x (CHUNK+1) tile and a REDUCE_THREADS buffer,
+under the 48 KiB a block gets without opting in (Numba cannot opt in). With J >= 1 this holds
+for H <= ``max_hidden(dtype)``: 2,492 in float32 and 1,214 in float64 on a GPU; beyond it the
+version refuses with a UserError that names kernel_version 2 (W_hh streamed from L2).
+
+    train(params, data, TrainConfig(..., kernel_version=4))
 """
 from __future__ import annotations
 
-import math
+import inspect
 from types import SimpleNamespace
 
-import numba
 import numpy as np
 from numba import cuda
 
+from lstm_numpy.contract import BACKWARD, CLASSIFICATION, REGRESSION, UPDATE, batch_bounds
 from lstm_numpy.errors import UserError
 
-from .device import simulator_enabled
+from .arguments import BATCH, CACHES, EPOCH, FLOATS_2D, FLOATS_3D, FLOATS_1D, INT, PARAMS, SGD, Batch
+from .device import gpu_present
+from .device_code import REDUCE_THREADS, SIM, device_functions, per_dtype
+from .version_base import KernelVersion, Workspace
 
 # Geometry constants, compiled in (shared and local arrays need their sizes at compile time).
 # The simulator runs every thread as a Python thread, so it gets tiny ones; results never depend
 # on them, and the tests use sizes that are multiples of none.
-SIM = simulator_enabled()
 LANES = 3 if SIM else 32             # threads along the samples of a chunk, per unit
 ROWS = 3 if SIM else 4               # samples per thread in the step products
 CHUNK = LANES * ROWS                 # samples per shared tile
@@ -73,16 +77,11 @@ GRAD_ROWS = 6 if SIM else 64         # gradient output tile: rows (gate or head 
 GRAD_COLS = 4 if SIM else 64         # ... and columns (inputs, h, the bias column); GRAD_ROWS + GRAD_COLS <= CHUNK + 1
 TILE_R = 2 if SIM else 4             # gradient entries per thread: rows ...
 TILE_C = 2 if SIM else 8             # ... and columns; (GRAD_ROWS / TILE_R) * (GRAD_COLS / TILE_C) threads cover a tile
-REDUCE = 8 if SIM else 256           # slots of the block reduction buffer; a power of two
 THREADS = 6 if SIM else 128          # default threads per block
 MIN_PART_TERMS = 4 if SIM else 256   # fewest terms (t, b) per part of a split gradient tile
 K_TILE = {"float64": 3 if SIM else 8, "float32": 3 if SIM else 16}   # tile depth along H, 4H or the terms
 SHARED_MEMORY_LIMIT = 48 * 1024      # bytes a block gets without opting in
-
-REGRESSION, CLASSIFICATION = 0, 1
-PHASE_VALIDATE, PHASE_FORWARD, PHASE_BACKWARD, PHASE_UPDATE = -1, 0, 1, 2
-NAN = float("nan")
-INF = float("inf")
+VALIDATE = -1                        # cooperative kernel phase below FORWARD: row losses only, no loss record
 
 assert GRAD_ROWS + GRAD_COLS <= CHUNK + 1 and GRAD_ROWS % TILE_R == 0 and GRAD_COLS % TILE_C == 0
 
@@ -91,7 +90,7 @@ assert GRAD_ROWS + GRAD_COLS <= CHUNK + 1 and GRAD_ROWS % TILE_R == 0 and GRAD_C
 
 def static_shared_bytes(dtype) -> int:
     """The tile and the reduction buffer of every v4 kernel."""
-    return (K_TILE[np.dtype(dtype).name] * (CHUNK + 1) + REDUCE) * np.dtype(dtype).itemsize
+    return (K_TILE[np.dtype(dtype).name] * (CHUNK + 1) + REDUCE_THREADS) * np.dtype(dtype).itemsize
 
 
 def slice_bytes(units: int, H: int, dtype) -> int:
@@ -158,20 +157,10 @@ def plan(T: int, D: int, H: int, Y: int, nrows: int, dtype, target_blocks: int =
 
 # ---------------------------------------------------------------------------- kernels
 
-_CACHE: dict = {}
-
-
-def build(float_t) -> SimpleNamespace:
-    """Every v4 kernel compiled for one float type (numba.float64 or numba.float32), cached."""
-    key = str(float_t)
-    if key not in _CACHE:
-        _CACHE[key] = _build(float_t)
-    return _CACHE[key]
-
-
-def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dtype at compile time
-    ZERO, HALF, ONE, TWO = FT(0.0), FT(0.5), FT(1.0), FT(2.0)
-    NEG_INF = FT(-INF)
+@per_dtype
+def kernels(FT) -> SimpleNamespace:  # noqa: C901 - one factory: shared and local arrays need the dtype
+    """v4's kernels for float type FT (the phases as device functions, the kernels that run them)."""
+    ZERO, ONE = FT(0.0), FT(1.0)
     KT = K_TILE[str(FT)]
     TILE_WIDTH = CHUNK + 1               # padded: transposed stores free of bank conflicts
     ACC_FORWARD = 4 * ROWS               # gate sums per thread
@@ -180,20 +169,23 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
     GRAD_WIDTH = GRAD_ROWS + GRAD_COLS   # the tile holds the left operand's rows, then the right's columns
     TR = GRAD_ROWS // TILE_R             # threads along a gradient tile's rows
     TC = GRAD_COLS // TILE_C             # and along its columns
+    F = device_functions(FT)
+    cell_forward_at, cell_backward_at, head_row, head_backward = (F.cell_forward_at, F.cell_backward_at,
+                                                                  F.head_row, F.head_backward)
+    block_sum, strided_block_sum, record_loss, clip_factor = (F.block_sum, F.strided_block_sum, F.record_loss,
+                                                              F.clip_factor)
+    param_count, locate, write_flat, sgd_flat = F.param_count, F.locate, F.write_flat, F.sgd_flat
 
-    # ------------------------------------------------------------------ small helpers
-
-    @cuda.jit(device=True)
-    def sigmoid(x):
-        return HALF * math.tanh(HALF * x) + HALF
-
-    @cuda.jit(device=True)
-    def is_finite(x):
-        return not (math.isnan(x) or math.isinf(x))
+    # ------------------------------------------------------------------ where a block works
 
     @cuda.jit(device=True)
     def block_id():
         return cuda.blockIdx.y * cuda.gridDim.x + cuda.blockIdx.x
+
+    @cuda.jit(device=True)
+    def grid_threads():
+        """(this thread's index over the grid, the grid's thread count): grid-stride loops."""
+        return block_id() * cuda.blockDim.x + cuda.threadIdx.x, cuda.gridDim.x * cuda.gridDim.y * cuda.blockDim.x
 
     @cuda.jit(device=True)
     def block_units(H):
@@ -209,29 +201,6 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
         return lo, min(nrows, lo + per)
 
     @cuda.jit(device=True)
-    def block_sum(red, value):
-        """Sum of one value per thread, any block size, in a fixed order: thread i lands in slot
-        i % REDUCE (slots filled in thread order), then a tree over the slots."""
-        tid = cuda.threadIdx.x
-        nt = cuda.blockDim.x
-        for slot in range(tid, REDUCE, nt):        # fewer threads than slots: the rest are zero
-            red[slot] = value if slot == tid else ZERO
-        cuda.syncthreads()
-        for first in range(REDUCE, nt, REDUCE):
-            if first <= tid < first + REDUCE:
-                red[tid - first] += value
-            cuda.syncthreads()
-        stride = REDUCE // 2
-        while stride > 0:
-            if tid < stride:
-                red[tid] += red[tid + stride]
-            cuda.syncthreads()
-            stride //= 2
-        total = red[0]
-        cuda.syncthreads()   # red may be reused right after
-        return total
-
-    @cuda.jit(device=True)
     def stage(tile, src, t, s0, s_end, k0, K):
         """tile[kk, s] = src[t, s0 + s, k0 + kk] for a chunk of samples, zero outside [s0, s_end) x [k0, K).
 
@@ -245,8 +214,6 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
             k = k0 + kk
             tile[kk, s] = src[t, b, k] if (b < s_end and k < K) else ZERO
 
-    # ------------------------------------------------------------------ W_hh slices
-
     @cuda.jit(device=True)
     def load_gate_rows(wsh, W_hh):
         """wsh[(g*J + j)*H + m] = W_hh[g*H + u0 + j, m]: the block's four gate rows per unit (4J, H)."""
@@ -254,10 +221,8 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
         u0, J = block_units(H)
         for e in range(cuda.threadIdx.x, 4 * J * H, cuda.blockDim.x):
             row = e // H
-            m = e % H
-            g = row // J
             k = u0 + row % J
-            wsh[e] = W_hh[g * H + k, m] if k < H else ZERO
+            wsh[e] = W_hh[(row // J) * H + k, e % H] if k < H else ZERO
         cuda.syncthreads()
 
     @cuda.jit(device=True)
@@ -266,41 +231,24 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
         H = W_hh.shape[1]
         u0, J = block_units(H)
         for e in range(cuda.threadIdx.x, 4 * H * J, cuda.blockDim.x):
-            r = e // J
             k = u0 + e % J
-            wsh[e] = W_hh[r, k] if k < H else ZERO
+            wsh[e] = W_hh[e // J, k] if k < H else ZERO
         cuda.syncthreads()
 
-    # ------------------------------------------------------------------ one forward step
+    # ------------------------------------------------------------------ one forward step, the head
 
     @cuda.jit(device=True)
-    def cell_update(t, b, k, H, z_i, z_f, z_g, z_o, keep, gates, c, h, tanh_c):
-        """One unit of step t from its pre-activations: c[t+1], h[t+1] (and gates[t], tanh_c[t] with keep)."""
-        gi = sigmoid(z_i)
-        gf = sigmoid(z_f)
-        gg = math.tanh(z_g)
-        go = sigmoid(z_o)
-        c_new = gf * c[t, b, k] + gi * gg
-        tc = math.tanh(c_new)
-        c[t + 1, b, k] = c_new
-        h[t + 1, b, k] = go * tc
-        if keep != 0:
-            gates[t, b, k] = gi
-            gates[t, b, H + k] = gf
-            gates[t, b, 2 * H + k] = gg
-            gates[t, b, 3 * H + k] = go
-            tanh_c[t, b, k] = tc
-
-    @cuda.jit(device=True)
-    def forward_step(t, keep, wsh, tile, X, order, off, nrows, W_ih, bias, gates, c, h, tanh_c):
-        """Step t for the block's units and samples: z = (W_ih x_t + b) + W_hh h_{t-1}, the
-        W_hh rows from wsh (``load_gate_rows``), h_{t-1} = h[t] from global memory; then the cell."""
+    def forward_step(t, wsh, tile, batch, params, caches):
+        """Step t for the block's units and samples: z = (W_ih x_t + b) + W_hh h_{t-1}, the W_hh
+        rows from wsh (``load_gate_rows``), h_{t-1} = h[t] from global memory; then the cell."""
         tid = cuda.threadIdx.x
         nt = cuda.blockDim.x
-        H = h.shape[2]
-        D = X.shape[2]
+        W_ih = params.W_ih
+        bias = params.b
+        H = caches.h.shape[2]
+        D = W_ih.shape[1]
         u0, J = block_units(H)
-        lo, hi = block_samples(nrows)
+        lo, hi = block_samples(batch.nrows)
         items = J * LANES
         acc = cuda.local.array(ACC_FORWARD, FT)
         for s0 in range(lo, hi, CHUNK):
@@ -312,7 +260,7 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
                 for a in range(ACC_FORWARD):
                     acc[a] = ZERO
                 for m0 in range(0, H, KT):
-                    stage(tile, h, t, s0, hi, m0, H)
+                    stage(tile, caches.h, t, s0, hi, m0, H)
                     cuda.syncthreads()
                     if active:
                         for mm in range(min(KT, H - m0)):
@@ -333,137 +281,43 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
                     for i in range(ROWS):
                         b = s0 + lane + LANES * i
                         if b < hi:
-                            n = order[off + b]
+                            n = batch.order[batch.off + b]
                             x_i = ZERO
                             x_f = ZERO
                             x_g = ZERO
                             x_o = ZERO
                             for d in range(D):
-                                x = X[n, t, d]
+                                x = batch.X[n, t, d]
                                 x_i += W_ih[k, d] * x
                                 x_f += W_ih[H + k, d] * x
                                 x_g += W_ih[2 * H + k, d] * x
                                 x_o += W_ih[3 * H + k, d] * x
                             # the reference's order: (W_ih x + b) + W_hh h
-                            cell_update(t, b, k, H, (x_i + bias[k]) + acc[0], (x_f + bias[H + k]) + acc[1],
-                                        (x_g + bias[2 * H + k]) + acc[2], (x_o + bias[3 * H + k]) + acc[3],
-                                        keep, gates, c, h, tanh_c)
+                            cell_forward_at(caches, t, b, k, (x_i + bias[k]) + acc[0], (x_f + bias[H + k]) + acc[1],
+                                            (x_g + bias[2 * H + k]) + acc[2], (x_o + bias[3 * H + k]) + acc[3])
                         # the next sample's sums to the front: constant indices keep acc in registers
                         for a in range(ACC_FORWARD - 4):
                             acc[a] = acc[a + 4]
 
-    # ------------------------------------------------------------------ the head
-
     @cuda.jit(device=True)
-    def head_sample(b, n, T, task, with_grad, h, W_y, b_y, targets, nrows, dout):
-        """Loss of sample row b (summed over its terms) and, with_grad, dout[t, b, :].
-
-        regression: yhat = W_y h_T + b_y, loss = sum_y (yhat - y)^2, dout[T-1] = 2 (yhat - y) / (B Y).
-        classification: at every t, log-softmax of W_y h_t + b_y, loss = -sum_t logp[class],
-        dout[t] = (softmax - one_hot) / (B T).
-        """
-        H = h.shape[2]
-        Y = W_y.shape[0]
-        loss = ZERO
-        if task == REGRESSION:
-            for y in range(Y):
-                out_y = ZERO
-                for k in range(H):
-                    out_y += h[T, b, k] * W_y[y, k]
-                out_y += b_y[y]
-                diff = out_y - targets[n, y]
-                loss += diff * diff
-                if with_grad != 0:
-                    dout[T - 1, b, y] = (TWO / FT(nrows * Y)) * diff   # backprop the mean of squares
-            return loss
-        for t in range(T):
-            cls = int(targets[n, t])
-            biggest = NEG_INF
-            for y in range(Y):
-                logit = b_y[y]
-                for k in range(H):
-                    logit += h[t + 1, b, k] * W_y[y, k]
-                biggest = max(biggest, logit)
-            expsum = ZERO
-            for y in range(Y):
-                logit = b_y[y]
-                for k in range(H):
-                    logit += h[t + 1, b, k] * W_y[y, k]
-                expsum += math.exp(logit - biggest)
-            log_norm = math.log(expsum)
-            for y in range(Y):
-                logit = b_y[y]
-                for k in range(H):
-                    logit += h[t + 1, b, k] * W_y[y, k]
-                logp = (logit - biggest) - log_norm
-                if y == cls:
-                    loss -= logp
-                if with_grad != 0:
-                    # backprop softmax cross-entropy: softmax - one_hot, over the B*T terms of the mean
-                    grad = math.exp(logp)
-                    if y == cls:
-                        grad -= ONE
-                    dout[t, b, y] = grad / FT(nrows * T)
-        return loss
-
-    @cuda.jit(device=True)
-    def head_rows(targets, order, off, nrows, T, task, with_grad, h, W_y, b_y, dout, rowloss, row_off):
-        """The head of every sample row, one thread per row over the whole grid."""
-        stride = cuda.gridDim.x * cuda.gridDim.y * cuda.blockDim.x
-        for b in range(block_id() * cuda.blockDim.x + cuda.threadIdx.x, nrows, stride):
-            rowloss[row_off + b] = head_sample(b, order[off + b], T, task, with_grad, h, W_y, b_y, targets,
-                                               nrows, dout)
-
-    @cuda.jit(device=True)
-    def loss_rows(red, rowloss, row_count, denom, out, k, status, stop_on_nonfinite, always):
-        """One block: out[k] = sum(rowloss[:row_count]) / denom (fixed order); sets the stop flag.
-
-        Writes only while no earlier minibatch stopped, unless ``always`` (validation).
-        """
-        part = ZERO
-        for i in range(cuda.threadIdx.x, row_count, cuda.blockDim.x):
-            part += rowloss[i]
-        total = block_sum(red, part)
-        if cuda.threadIdx.x == 0:
-            loss = total / FT(denom)
-            if status[0] == 0 or always != 0:
-                out[k] = loss
-            if status[0] == 0 and stop_on_nonfinite != 0 and not is_finite(loss):
-                status[0] = 1
+    def head_rows(batch, task, with_grad, terms, params, caches, outputs, rowloss, row_off):
+        """The head of every sample row (device_code's ``head_row``), one thread per row over the whole grid."""
+        first, stride = grid_threads()
+        for b in range(first, batch.nrows, stride):
+            rowloss[row_off + b] = head_row(b, batch, task, with_grad, terms, params, caches, outputs)
 
     # ------------------------------------------------------------------ one backward step
 
     @cuda.jit(device=True)
-    def cell_backward(t, b, k, H, dh_t, gates, c, tanh_c, dz, dc_next):
-        """Backprop one unit of step t given dh_t: dz[t, b, gate rows of k] and dc_next[b, k]."""
-        gi = gates[t, b, k]
-        gf = gates[t, b, H + k]
-        gg = gates[t, b, 2 * H + k]
-        go = gates[t, b, 3 * H + k]
-        tc = tanh_c[t, b, k]
-        # backprop h = o * tanh(c)
-        d_o = dh_t * tc
-        dc = dc_next[b, k] + dh_t * go * (ONE - tc * tc)
-        # backprop c = f * c_prev + i * g
-        d_i = dc * gg
-        d_g = dc * gi
-        d_f = dc * c[t, b, k]
-        dc_next[b, k] = dc * gf
-        # backprop the activations: sigma' = s(1-s), tanh' = 1-g^2
-        dz[t, b, k] = d_i * gi * (ONE - gi)
-        dz[t, b, H + k] = d_f * gf * (ONE - gf)
-        dz[t, b, 2 * H + k] = d_g * (ONE - gg * gg)
-        dz[t, b, 3 * H + k] = d_o * go * (ONE - go)
-
-    @cuda.jit(device=True)
-    def backward_step(t, T, task, wsh, tile, nrows, W_y, gates, c, tanh_c, dout, dz, dc_next):
+    def backward_step(t, task, wsh, tile, nrows, params, caches, dc_next):
         """BPTT step t for the block's units and samples, the mirror of ``forward_step``:
         dh_t = dout[t] W_y + dz[t+1] W_hh (the W_hh columns from wsh, ``load_unit_columns``;
         no recurrent term at t = T-1), then the cell backward into dz[t] and dc_next."""
         tid = cuda.threadIdx.x
         nt = cuda.blockDim.x
-        H = c.shape[2]
-        Y = W_y.shape[0]
+        dz = caches.dz
+        T = dz.shape[0]
+        H = caches.c.shape[2]
         u0, J = block_units(H)
         lo, hi = block_samples(nrows)
         items = ((J + UNITS - 1) // UNITS) * LANES
@@ -478,7 +332,7 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
                 for a in range(ACC_BACKWARD):
                     acc[a] = ZERO
                 if t < T - 1:
-                    # backprop z = ... + W_hh h_{t-1} (of step t+1): dh_next = dz[t+1] @ W_hh[:, own units]
+                    # backprop z = ... + W_hh h_{t-1} of step t+1: dh_next = dz[t+1] @ W_hh[:, own units]
                     for r0 in range(0, 4 * H, KT):
                         stage(tile, dz, t + 1, s0, hi, r0, 4 * H)
                         cuda.syncthreads()
@@ -499,45 +353,39 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
                                 if t == T - 1:
                                     dc_next[b, k] = ZERO
                                 # backprop the head: dh[t] = dout[t] @ W_y
-                                head = ZERO
-                                if has_head:
-                                    for y in range(Y):
-                                        head += dout[t, b, y] * W_y[y, k]
+                                head = head_backward(caches.dout, t, b, params.W_y, k) if has_head else ZERO
                                 dh_t = head + acc[0] if t < T - 1 else head
-                                cell_backward(t, b, k, H, dh_t, gates, c, tanh_c, dz, dc_next)
+                                cell_backward_at(caches, dc_next, t, b, k, dh_t)
                             for a in range(ACC_BACKWARD - 1):   # the next sum to the front (registers)
                                 acc[a] = acc[a + 1]
 
     # ------------------------------------------------------------------ weight gradients
 
     @cuda.jit(device=True)
-    def left_term(kind, q, r, T, task, nrows, dz, dout):
+    def left_term(kind, q, r, task, nrows, caches):
         """Term q's left operand at output row r: dz[t, b, r] (kind 0) or dout[t, b, r] (kind 1)."""
         if kind == 0:
-            return dz[q // nrows, q % nrows, r]
+            return caches.dz[q // nrows, q % nrows, r]
         if task == REGRESSION:
-            return dout[T - 1, q, r]
-        return dout[q // nrows, q % nrows, r]
+            return caches.dout[caches.dout.shape[0] - 1, q, r]
+        return caches.dout[q // nrows, q % nrows, r]
 
     @cuda.jit(device=True)
-    def right_term(kind, q, col, T, task, nrows, X, order, off, h):
+    def right_term(kind, q, col, task, nrows, batch, caches):
         """Term q's right operand at column col: [x_t | h_{t-1} | 1] (kind 0) or [h_t | 1] (kind 1)."""
+        h = caches.h
         H = h.shape[2]
-        D = X.shape[2]
+        D = batch.X.shape[2]
         if kind == 0:
             t = q // nrows
             b = q % nrows
             if col < D:
-                return X[order[off + b], t, col]
+                return batch.X[batch.order[batch.off + b], t, col]
             if col < D + H:
                 return h[t, b, col - D]
             return ONE
-        if task == REGRESSION:
-            t = T - 1
-            b = q
-        else:
-            t = q // nrows
-            b = q % nrows
+        t = h.shape[0] - 2 if task == REGRESSION else q // nrows
+        b = q if task == REGRESSION else q % nrows
         if col < H:
             return h[t + 1, b, col]
         return ONE
@@ -557,14 +405,16 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
         return head + Y * H + r
 
     @cuda.jit(device=True)
-    def grad_tile(kind, r0, c0, part, parts, tile, X, order, off, nrows, T, task, dz, h, dout, scratch):
+    def grad_tile(kind, r0, c0, part, parts, tile, batch, task, caches, scratch):
         """One GRAD_ROWS x GRAD_COLS tile of the gradient product (see the module docstring) over the
         terms of ``part`` (of ``parts`` equal ranges), into scratch[part]."""
         tid = cuda.threadIdx.x
         nt = cuda.blockDim.x
-        D = X.shape[2]
-        H = h.shape[2]
-        Y = dout.shape[2]
+        nrows = batch.nrows
+        T = caches.dz.shape[0]
+        D = batch.X.shape[2]
+        H = caches.h.shape[2]
+        Y = caches.dout.shape[2]
         M = 4 * H if kind == 0 else Y
         N = D + H + 1 if kind == 0 else H + 1
         Q = nrows if (kind == 1 and task == REGRESSION) else T * nrows
@@ -588,9 +438,9 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
                     value = ZERO
                     if x < GRAD_ROWS:
                         if q < q_hi and r0 + x < M:
-                            value = left_term(kind, q, r0 + x, T, task, nrows, dz, dout)
+                            value = left_term(kind, q, r0 + x, task, nrows, caches)
                     elif q < q_hi and c0 + x - GRAD_ROWS < N:
-                        value = right_term(kind, q, c0 + x - GRAD_ROWS, T, task, nrows, X, order, off, h)
+                        value = right_term(kind, q, c0 + x - GRAD_ROWS, task, nrows, batch, caches)
                     tile[qq, x] = value
                 cuda.syncthreads()
                 if active:
@@ -611,11 +461,11 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
                             scratch[part, flat_index(kind, r, col, D, H, Y)] = acc[a * TILE_C + cc]
 
     @cuda.jit(device=True)
-    def grad_tiles(tile, X, order, off, nrows, T, task, dz, h, dout, scratch, parts):
-        """Every (tile, part) of the gradient product, dealt to the blocks in turn, into scratch (parts, P)."""
-        D = X.shape[2]
-        H = h.shape[2]
-        Y = dout.shape[2]
+    def grad_tiles(tile, batch, task, caches, scratch, parts):
+        """Every (tile, part) of the gradient product, dealt to the blocks in turn, into scratch (parts, n_params)."""
+        D = batch.X.shape[2]
+        H = caches.h.shape[2]
+        Y = caches.dout.shape[2]
         col_tiles = (D + H + 1 + GRAD_COLS - 1) // GRAD_COLS
         gate_tiles = ((4 * H + GRAD_ROWS - 1) // GRAD_ROWS) * col_tiles
         head_col_tiles = (H + 1 + GRAD_COLS - 1) // GRAD_COLS
@@ -625,191 +475,282 @@ def _build(FT):  # noqa: C901 - one factory: shared and local arrays need the dt
             part = item % parts
             if tile_id < gate_tiles:
                 grad_tile(0, (tile_id // col_tiles) * GRAD_ROWS, (tile_id % col_tiles) * GRAD_COLS, part, parts,
-                          tile, X, order, off, nrows, T, task, dz, h, dout, scratch)
+                          tile, batch, task, caches, scratch)
             else:
                 i = tile_id - gate_tiles
                 grad_tile(1, (i // head_col_tiles) * GRAD_ROWS, (i % head_col_tiles) * GRAD_COLS, part, parts,
-                          tile, X, order, off, nrows, T, task, dz, h, dout, scratch)
+                          tile, batch, task, caches, scratch)
 
     @cuda.jit(device=True)
-    def locate(idx, D, H, Y):
-        """Flat index over (W_ih, W_hh, b, W_y, b_y) -> (which array 0..4, row, column)."""
-        if idx < 4 * H * D:
-            return 0, idx // D, idx % D
-        idx -= 4 * H * D
-        if idx < 4 * H * H:
-            return 1, idx // H, idx % H
-        idx -= 4 * H * H
-        if idx < 4 * H:
-            return 2, idx, 0
-        idx -= 4 * H
-        if idx < Y * H:
-            return 3, idx // H, idx % H
-        return 4, idx - Y * H, 0
-
-    @cuda.jit(device=True)
-    def gather_parts(red, scratch, parts, g0, g1, g2, g3, g4, partial):
-        """grads = the sum of the parts in part order, grid-wide; partial[block] = the block's sum of squares."""
-        D = g0.shape[1]
-        H = g1.shape[1]
-        Y = g3.shape[0]
-        total = 4 * H * D + 4 * H * H + 4 * H + Y * H + Y
-        stride = cuda.gridDim.x * cuda.gridDim.y * cuda.blockDim.x
+    def gather_parts(buf, scratch, parts, grads, state):
+        """grads = the sum of the parts in part order, grid-wide; state.partial[block] = the block's sum of squares."""
+        first, stride = grid_threads()
         sumsq = ZERO
-        for idx in range(block_id() * cuda.blockDim.x + cuda.threadIdx.x, total, stride):
+        for idx in range(first, param_count(grads), stride):
             value = ZERO
             for p in range(parts):
                 value += scratch[p, idx]
-            which, r, col = locate(idx, D, H, Y)
-            if which == 0:
-                g0[r, col] = value
-            elif which == 1:
-                g1[r, col] = value
-            elif which == 2:
-                g2[r] = value
-            elif which == 3:
-                g3[r, col] = value
-            else:
-                g4[r] = value
+            which, r, col = locate(idx, grads)
+            write_flat(which, r, col, value, grads)
             sumsq += value * value
-        block_total = block_sum(red, sumsq)
+        block_total = block_sum(buf, sumsq)
         if cuda.threadIdx.x == 0:
-            partial[block_id()] = block_total
+            state.partial[block_id()] = block_total
 
     # ------------------------------------------------------------------ clip and SGD over the grid
 
     @cuda.jit(device=True)
-    def sgd_one(idx, step, D, H, Y, p0, p1, p2, p3, p4, g0, g1, g2, g3, g4):
-        """params -= step * grads for flat index idx over (W_ih, W_hh, b, W_y, b_y)."""
-        if idx < 4 * H * D:
-            p0[idx // D, idx % D] -= step * g0[idx // D, idx % D]
-            return
-        idx -= 4 * H * D
-        if idx < 4 * H * H:
-            p1[idx // H, idx % H] -= step * g1[idx // H, idx % H]
-            return
-        idx -= 4 * H * H
-        if idx < 4 * H:
-            p2[idx] -= step * g2[idx]
-            return
-        idx -= 4 * H
-        if idx < Y * H:
-            p3[idx // H, idx % H] -= step * g3[idx // H, idx % H]
-            return
-        idx -= Y * H
-        if idx < Y:
-            p4[idx] -= step * g4[idx]
-
-    @cuda.jit(device=True)
-    def update_params(red, partial, n_partial, has_clip, clip_norm, lr, status,
-                      p0, p1, p2, p3, p4, g0, g1, g2, g3, g4):
-        """Every block: the global norm from the per-block partials (block order, the same sum in
-        every block), the clip scale, then its share of params -= lr * scale * grads; nothing after a stop."""
-        part = ZERO
-        for i in range(cuda.threadIdx.x, n_partial, cuda.blockDim.x):
-            part += partial[i]
-        norm = math.sqrt(block_sum(red, part))
-        scale = ONE
-        if has_clip != 0 and norm > FT(clip_norm):
-            scale = FT(clip_norm) / norm
-        if status[0] == 0:
-            D = p0.shape[1]
-            H = p1.shape[1]
-            Y = p3.shape[0]
-            total = 4 * H * D + 4 * H * H + 4 * H + Y * H + Y
-            step = FT(lr * scale)
-            stride = cuda.gridDim.x * cuda.gridDim.y * cuda.blockDim.x
-            for idx in range(block_id() * cuda.blockDim.x + cuda.threadIdx.x, total, stride):
-                sgd_one(idx, step, D, H, Y, p0, p1, p2, p3, p4, g0, g1, g2, g3, g4)
+    def update_params(buf, n_partial, settings, params, grads, state):
+        """Every block: the global norm from the per-block partials (block order, the same sum in every
+        block), the clip scale, then its share of params -= lr * scale * grads; nothing after a stop."""
+        scale = clip_factor(strided_block_sum(buf, state.partial, n_partial), settings)
+        if state.status[0] == 0:
+            step = FT(settings.lr * scale)
+            first, stride = grid_threads()
+            for idx in range(first, param_count(params), stride):
+                which, r, col = locate(idx, params)
+                sgd_flat(which, r, col, step, params, grads)
 
     # ------------------------------------------------------------------ per-step launches
 
     @cuda.jit
-    def forward_kernel(t, keep, X, order, off, nrows, W_ih, W_hh, bias, gates, c, h, tanh_c):
-        """One forward step (grid: unit slices x sample groups; dynamic shared: the W_hh rows)."""
+    def forward_kernel(batch: BATCH, t: INT, params: PARAMS, caches: CACHES):
+        """One forward step (grid: unit slices x sample groups; dynamic shared memory: the W_hh rows)."""
         wsh = cuda.shared.array(0, FT)
         tile = cuda.shared.array((KT, TILE_WIDTH), FT)
-        load_gate_rows(wsh, W_hh)
-        forward_step(t, keep, wsh, tile, X, order, off, nrows, W_ih, bias, gates, c, h, tanh_c)
+        load_gate_rows(wsh, params.W_hh)
+        forward_step(t, wsh, tile, batch, params, caches)
 
     @cuda.jit
-    def head_kernel(targets, order, off, nrows, T, task, with_grad, h, W_y, b_y, dout, rowloss, row_off):
-        head_rows(targets, order, off, nrows, T, task, with_grad, h, W_y, b_y, dout, rowloss, row_off)
+    def head_kernel(batch: BATCH, task: INT, with_grad: INT, terms: INT, params: PARAMS, caches: CACHES,
+                    outputs: FLOATS_3D, rowloss: FLOATS_1D, row_off: INT):
+        head_rows(batch, task, with_grad, terms, params, caches, outputs, rowloss, row_off)
 
     @cuda.jit
-    def loss_kernel(rowloss, row_count, denom, out, k, status, stop_on_nonfinite, always):
-        """One block: the loss of ``row_count`` rows into out[k] and the stop flag."""
-        red = cuda.shared.array(REDUCE, FT)
-        loss_rows(red, rowloss, row_count, denom, out, k, status, stop_on_nonfinite, always)
-
-    @cuda.jit
-    def backward_kernel(t, T, task, nrows, W_hh, W_y, gates, c, tanh_c, dout, dz, dc_next):
-        """One BPTT step (grid as forward_kernel; dynamic shared: the W_hh columns)."""
+    def backward_kernel(batch: BATCH, t: INT, task: INT, params: PARAMS, caches: CACHES, dc_next: FLOATS_2D):
+        """One BPTT step (grid as forward_kernel; dynamic shared memory: the W_hh columns)."""
         wsh = cuda.shared.array(0, FT)
         tile = cuda.shared.array((KT, TILE_WIDTH), FT)
-        load_unit_columns(wsh, W_hh)
-        backward_step(t, T, task, wsh, tile, nrows, W_y, gates, c, tanh_c, dout, dz, dc_next)
+        load_unit_columns(wsh, params.W_hh)
+        backward_step(t, task, wsh, tile, batch.nrows, params, caches, dc_next)
 
     @cuda.jit
-    def grads_kernel(X, order, off, nrows, T, task, dz, h, dout, scratch, parts):
+    def grads_kernel(batch: BATCH, task: INT, caches: CACHES, scratch: FLOATS_2D, parts: INT):
         """The gradient product's tiles, each over ``parts`` ranges of terms, into scratch."""
         tile = cuda.shared.array((KT, TILE_WIDTH), FT)
-        grad_tiles(tile, X, order, off, nrows, T, task, dz, h, dout, scratch, parts)
+        grad_tiles(tile, batch, task, caches, scratch, parts)
 
     @cuda.jit
-    def gather_kernel(scratch, parts, g0, g1, g2, g3, g4, partial):
+    def gather_kernel(scratch: FLOATS_2D, parts: INT, grads: PARAMS, state: EPOCH):
         """The five gradients from the parts, and the per-block sums of squares."""
-        red = cuda.shared.array(REDUCE, FT)
-        gather_parts(red, scratch, parts, g0, g1, g2, g3, g4, partial)
+        buf = cuda.shared.array(REDUCE_THREADS, FT)
+        gather_parts(buf, scratch, parts, grads, state)
 
     @cuda.jit
-    def update_kernel(partial, n_partial, has_clip, clip_norm, lr, status, p0, p1, p2, p3, p4,
-                      g0, g1, g2, g3, g4):
-        red = cuda.shared.array(REDUCE, FT)
-        update_params(red, partial, n_partial, has_clip, clip_norm, lr, status, p0, p1, p2, p3, p4,
-                      g0, g1, g2, g3, g4)
+    def update_kernel(n_partial: INT, settings: SGD, params: PARAMS, grads: PARAMS, state: EPOCH):
+        buf = cuda.shared.array(REDUCE_THREADS, FT)
+        update_params(buf, n_partial, settings, params, grads, state)
 
     # ------------------------------------------------------------------ one cooperative launch
 
     @cuda.jit
-    def minibatch_kernel(X, targets, order, off, nrows, T, task, phase, W_ih, W_hh, bias, W_y, b_y,
-                         gates, c, h, tanh_c, dz, dc_next, dout, rowloss, row_off, denom, out, k, status,
-                         has_clip, clip_norm, lr, g0, g1, g2, g3, g4, scratch, parts, partial):
-        """A whole minibatch in one cooperative launch: the same phases as the per-step kernels,
-        grid-wide barriers between them, the W_hh slice kept in shared memory across the steps.
+    def minibatch_kernel(batch: BATCH, task: INT, phase: INT, terms: INT, k: INT, params: PARAMS, caches: CACHES,
+                         dc_next: FLOATS_2D, outputs: FLOATS_3D, rowloss: FLOATS_1D, row_off: INT, settings: SGD,
+                         grads: PARAMS, scratch: FLOATS_2D, parts: INT, state: EPOCH):
+        """A whole minibatch in one cooperative launch: the phases of the per-step kernels, grid-wide
+        barriers between them, the W_hh slice kept in shared memory across the steps.
 
-        phase -1: forward and head, row losses only (validation); 0: + the loss into out[k];
-        1: + BPTT and gradients; 2: + clip and SGD.
+        phase VALIDATE: forward and head, row losses only; FORWARD: + the loss into losses[k];
+        BACKWARD: + BPTT and the gradients; UPDATE: + clip and SGD.
         """
         wsh = cuda.shared.array(0, FT)
         tile = cuda.shared.array((KT, TILE_WIDTH), FT)
-        red = cuda.shared.array(REDUCE, FT)
+        buf = cuda.shared.array(REDUCE_THREADS, FT)
         grid = cuda.cg.this_grid()
-        train = phase >= PHASE_BACKWARD
-        load_gate_rows(wsh, W_hh)
+        train = phase >= BACKWARD
+        T = caches.dz.shape[0]
+        load_gate_rows(wsh, params.W_hh)
         for t in range(T):
-            forward_step(t, 1 if train else 0, wsh, tile, X, order, off, nrows, W_ih, bias, gates, c, h, tanh_c)
+            forward_step(t, wsh, tile, batch, params, caches)
             grid.sync()
-        head_rows(targets, order, off, nrows, T, task, 1 if train else 0, h, W_y, b_y, dout, rowloss, row_off)
+        head_rows(batch, task, 1 if train else 0, terms, params, caches, outputs, rowloss, row_off)
         grid.sync()
-        if phase >= PHASE_FORWARD and block_id() == 0:
-            loss_rows(red, rowloss, nrows, denom, out, k, status, 1 if train else 0, 0)
+        if phase >= 0 and block_id() == 0:
+            # the reference stops at a non-finite loss only when it trains
+            total = strided_block_sum(buf, rowloss, batch.nrows)
+            if cuda.threadIdx.x == 0:
+                record_loss(total, terms, state, k, 1 if train else 0, 0)
         if train:
             cuda.syncthreads()   # wsh now gets the columns
-            load_unit_columns(wsh, W_hh)
+            load_unit_columns(wsh, params.W_hh)
             for t in range(T - 1, -1, -1):
-                backward_step(t, T, task, wsh, tile, nrows, W_y, gates, c, tanh_c, dout, dz, dc_next)
+                backward_step(t, task, wsh, tile, batch.nrows, params, caches, dc_next)
                 grid.sync()
-            grad_tiles(tile, X, order, off, nrows, T, task, dz, h, dout, scratch, parts)
+            grad_tiles(tile, batch, task, caches, scratch, parts)
             grid.sync()
-            gather_parts(red, scratch, parts, g0, g1, g2, g3, g4, partial)
-        if phase == PHASE_UPDATE:
+            gather_parts(buf, scratch, parts, grads, state)
+        if phase == UPDATE:
             grid.sync()
-            update_params(red, partial, cuda.gridDim.x * cuda.gridDim.y, has_clip, clip_norm, lr, status,
-                          W_ih, W_hh, bias, W_y, b_y, g0, g1, g2, g3, g4)
+            update_params(buf, cuda.gridDim.x * cuda.gridDim.y, settings, params, grads, state)
 
-    return SimpleNamespace(
-        forward_kernel=forward_kernel, head_kernel=head_kernel, loss_kernel=loss_kernel,
-        backward_kernel=backward_kernel, grads_kernel=grads_kernel, gather_kernel=gather_kernel,
-        update_kernel=update_kernel,
-        minibatch_kernel=minibatch_kernel)
+    return SimpleNamespace(forward_kernel=forward_kernel, head_kernel=head_kernel, backward_kernel=backward_kernel,
+                           grads_kernel=grads_kernel, gather_kernel=gather_kernel, update_kernel=update_kernel,
+                           minibatch_kernel=minibatch_kernel)
+
+
+# ---------------------------------------------------------------------------- the version
+
+class UnitSliceWorkspace(Workspace):
+    """Adds the head outputs (T, B, Y), the gradient parts' scratch (parts, n_params) and the plan."""
+
+    def __init__(self, run, nrows: int, geometry: Plan, cooperative: bool):
+        super().__init__(run, nrows)
+        self.plan = geometry
+        self.cooperative = cooperative
+        self.outputs = run.zeros(run.T, nrows, run.Y)
+        self.scratch = run.zeros(geometry.parts, run.n_params)
+
+
+class UnitSlices(KernelVersion):
+    """Version 4 (see the module docstring).
+
+    ``cooperative``: None runs one cooperative launch per minibatch on a GPU whenever the grid can
+    be resident at once and per-step launches otherwise (and on the simulator); True or False forces
+    one way (the simulator runs cooperative grids of one block only, so True there means one block).
+    ``threads`` and ``target_blocks`` set the plan; results do not depend on them.
+    """
+
+    number = 4
+    description = ("hidden units split over blocks with their W_hh slice in shared memory, several samples per "
+                   "block, tiled fixed-order gradients, grid-wide clip and SGD; one cooperative launch per minibatch")
+    kernels_for = staticmethod(kernels)
+    workspace_class = UnitSliceWorkspace
+    cooperative: bool | None = None
+    threads = THREADS
+    target_blocks = 512
+
+    def __init__(self, run):
+        super().__init__(run)
+        most = max(ws.plan.blocks for ws in self.workspaces.values())
+        if run.state.partial.shape[0] < most:   # one sum of squares per block of the largest grid
+            run.state = run.state._replace(partial=cuda.device_array(most, run.dtype))
+
+    @classmethod
+    def check_sizes(cls, D: int, H: int, Y: int, dtype) -> None:
+        if H > max_hidden(dtype):
+            Plan(H, 1, dtype, 1, 1, cls.threads)   # raises the UserError that names the limit and kernel_version 2
+
+    @classmethod
+    def runs_cooperative(cls) -> bool:
+        """The launch mode the documented counts describe (a GPU grid too large to be resident runs per step)."""
+        return gpu_present() if cls.cooperative is None else cls.cooperative
+
+    @classmethod
+    def launches_per_minibatch(cls, T: int) -> int:
+        return 1 if cls.runs_cooperative() else 2 * T + 5
+
+    @classmethod
+    def launches_per_validation(cls, T: int, n_valid: int, batch_size: int) -> int:
+        chunks = batch_bounds(n_valid, batch_size).size - 1
+        return chunks * (1 if cls.runs_cooperative() else T + 1) + 1
+
+    def workspace_rows(self) -> set[int]:
+        """Training minibatches and the validation chunks of batch_size rows."""
+        return super().workspace_rows() | set(np.diff(batch_bounds(self.run.n_valid, self.run.batch_size)).tolist())
+
+    def workspace(self, nrows: int) -> UnitSliceWorkspace:
+        if nrows not in self.workspaces:
+            geometry, cooperative = self.geometry(nrows)
+            self.workspaces[nrows] = UnitSliceWorkspace(self.run, nrows, geometry, cooperative)
+        return self.workspaces[nrows]
+
+    def geometry(self, nrows: int) -> tuple[Plan, bool]:
+        """The plan for nrows rows and whether it runs as one cooperative launch."""
+        run = self.run
+        sizes = (run.T, run.D, run.H, run.Y, nrows, run.dtype)
+        geometry = plan(*sizes, target_blocks=self.target_blocks, threads=self.threads)
+        if not self.runs_cooperative():
+            return geometry, False
+        capacity = self.resident_blocks(geometry)
+        if geometry.blocks > capacity:
+            geometry = plan(*sizes, target_blocks=capacity, threads=self.threads)
+        return geometry, geometry.blocks <= self.resident_blocks(geometry)
+
+    def resident_blocks(self, geometry: Plan) -> int:
+        """How many blocks of the cooperative kernel can be resident at once (the simulator runs one)."""
+        if SIM:
+            return 1
+        kernel = self.kernels.minibatch_kernel
+        parameters = inspect.signature(kernel.py_func, eval_str=True).parameters.values()
+        compiled = kernel.compile(tuple(p.annotation.numba_type(self.run.dtype, self.run.task_name)
+                                        for p in parameters))
+        return compiled.max_cooperative_grid_blocks(geometry.threads, geometry.shared_bytes)
+
+    # ------------------------------------------------------------------ launch sequences
+
+    def forward_steps(self, ws: UnitSliceWorkspace, batch: Batch) -> None:
+        p = ws.plan
+        for t in range(self.run.T):
+            self.run.launcher.launch(self.kernels.forward_kernel, p.grid, p.threads, batch, t, self.run.params,
+                                     ws.caches, shared_bytes=p.shared_bytes)
+
+    def head(self, ws: UnitSliceWorkspace, batch: Batch, rowloss, row_off: int, with_grad: bool) -> None:
+        run, p = self.run, ws.plan
+        run.launcher.launch(self.kernels.head_kernel, p.grid, p.threads, batch, run.task, 1 if with_grad else 0,
+                            run.loss_terms(batch.nrows), run.params, ws.caches, ws.outputs, rowloss, row_off)
+
+    def backward(self, ws: UnitSliceWorkspace, batch: Batch) -> None:
+        """BPTT steps, the gradient tiles and their gather (dz, then every gradient into run.grads)."""
+        run, p, K = self.run, ws.plan, self.kernels
+        L = run.launcher
+        for t in range(run.T - 1, -1, -1):
+            L.launch(K.backward_kernel, p.grid, p.threads, batch, t, run.task, run.params, ws.caches, ws.dc_next,
+                     shared_bytes=p.shared_bytes)
+        L.launch(K.grads_kernel, p.grid, p.threads, batch, run.task, ws.caches, ws.scratch, p.parts)
+        L.launch(K.gather_kernel, p.grid, p.threads, ws.scratch, p.parts, run.grads, run.state)
+
+    def cooperative_launch(self, ws: UnitSliceWorkspace, batch: Batch, phase: int, k: int, rowloss,
+                           row_off: int) -> None:
+        run, p = self.run, ws.plan
+        run.launcher.launch(self.kernels.minibatch_kernel, p.grid, p.threads, batch, run.task, phase,
+                            run.loss_terms(batch.nrows), k, run.params, ws.caches, ws.dc_next, ws.outputs, rowloss,
+                            row_off, run.settings, run.grads, ws.scratch, p.parts, run.state,
+                            shared_bytes=p.shared_bytes)
+
+    def minibatch(self, k: int, off: int, nrows: int, phase: int) -> None:
+        run = self.run
+        ws, batch = self.workspace(nrows), run.train.rows(off, nrows)
+        if ws.cooperative:
+            self.cooperative_launch(ws, batch, phase, k, ws.rowloss, 0)
+            return
+        self.forward_steps(ws, batch)
+        self.head(ws, batch, ws.rowloss, 0, with_grad=phase >= BACKWARD)
+        stop = 1 if phase >= BACKWARD else 0   # the reference stops at a non-finite loss only when it trains
+        run.launcher.launch(run.shared.loss_reduce, 1, REDUCE_THREADS, ws.rowloss, nrows, run.loss_terms(nrows),
+                            run.state, k, stop, 0)
+        if phase >= BACKWARD:
+            self.backward(ws, batch)
+        if phase == UPDATE:
+            run.launcher.launch(self.kernels.update_kernel, ws.plan.grid, ws.plan.threads, ws.plan.blocks,
+                                run.settings, run.params, run.grads, run.state)
+
+    def forward(self, batch: Batch) -> UnitSliceWorkspace:
+        ws = self.workspace(batch.nrows)
+        if ws.cooperative:
+            self.cooperative_launch(ws, batch, VALIDATE, 0, ws.rowloss, 0)
+        else:
+            self.forward_steps(ws, batch)
+            self.head(ws, batch, ws.rowloss, 0, with_grad=False)
+        return ws
+
+    def validate(self) -> None:
+        run = self.run
+        for off in range(0, run.n_valid, run.batch_size):
+            batch = run.valid.rows(off, min(run.batch_size, run.n_valid - off))
+            ws = self.workspace(batch.nrows)
+            if ws.cooperative:
+                self.cooperative_launch(ws, batch, VALIDATE, 0, run.valid_rowloss, off)
+            else:
+                self.forward_steps(ws, batch)
+                self.head(ws, batch, run.valid_rowloss, off, with_grad=False)
+        self.validation_loss()

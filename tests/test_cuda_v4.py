@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import sys
 
-import numba
 import numpy as np
 import pytest
 from numba import cuda
 
 import lstm_numpy as ref
 from lstm_numba_cuda import device, v4
+from lstm_numba_cuda.arguments import Batch, Caches, EpochState, ParamArrays, SgdSettings
+from lstm_numba_cuda.device_code import REDUCE_THREADS, shared_kernels
 from lstm_numpy.checks import assert_close
-from lstm_numpy.contract import check_task
+from lstm_numpy.contract import BACKWARD, FORWARD, UPDATE, check_task
 from lstm_numpy.model import gate_gradients, head_loss_and_grads, lstm_forward, weight_gradients
 
 T_, D_, H_, Y_ = 4, 3, 5, 2
-FLOAT_TYPES = {np.dtype(np.float64): numba.float64, np.dtype(np.float32): numba.float32}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -50,35 +50,36 @@ def reference_dout(params, h, Y, task):
 
 
 class Case:
-    """One minibatch of B rows read through order[off + b] from N = B + 3 rows, on the device, and the
-    reference's forward, head, BPTT and gradients of the same rows."""
+    """One minibatch of B rows read through order[off + b] from N = B + 3 rows, on the device as the
+    kernels' argument groups, and the reference's forward, head, BPTT and gradients of the same rows."""
 
     def __init__(self, task, B, dtype=np.float64, seed=0, T=T_, D=D_, H=H_, Y=Y_):
         rng = np.random.default_rng(seed)
         self.task, self.B, self.T, self.dtype = task, B, T, np.dtype(dtype)
+        self.task_code = check_task(task)
         self.params = ref.init_params(D, H, Y, seed=seed, dtype=dtype, forget_bias=0.7)
         n = B + 3
         X = rng.normal(size=(n, T, D)).astype(dtype)
         targets = rng.normal(size=(n, Y)).astype(dtype) if task == "regression" else rng.integers(0, Y, size=(n, T))
         order = rng.permutation(n).astype(np.int64)
-        self.off = 2
-        rows = order[self.off:self.off + B]
+        off = 2
+        rows = order[off:off + B]
         self.X, self.Y = X[rows], targets[rows]
-        self.K = v4.build(FLOAT_TYPES[self.dtype])
+        self.K = v4.kernels(self.dtype)
+        self.shared = shared_kernels(self.dtype)
         self.L = L = device.Launcher()
-        self.d_X, self.d_targets, self.d_order = L.to_device(X), L.to_device(targets), L.to_device(order)
-        self.p = [L.to_device(a) for a in self.params.arrays()]
-        self.g = [L.to_device(np.full(a.shape, np.nan, dtype)) for a in self.params.arrays()]
         zeros = lambda *shape: L.to_device(np.zeros(shape, dtype))   # noqa: E731
-        self.gates, self.c, self.h = zeros(T, B, 4 * H), zeros(T + 1, B, H), zeros(T + 1, B, H)
-        self.tanh_c, self.dz, self.dout = zeros(T, B, H), zeros(T, B, 4 * H), zeros(T, B, Y)
-        self.dc_next, self.rowloss = zeros(B, H), zeros(B)
-        self.partial = zeros(64)
+        self.batch = Batch(L.to_device(X), L.to_device(targets), L.to_device(order), off, B)
+        self.p = ParamArrays(*(L.to_device(a) for a in self.params.arrays()))
+        self.g = ParamArrays(*(L.to_device(np.full(a.shape, np.nan, dtype)) for a in self.params.arrays()))
+        self.caches = Caches(gates=zeros(T, B, 4 * H), c=zeros(T + 1, B, H), h=zeros(T + 1, B, H),
+                             tanh_c=zeros(T, B, H), dz=zeros(T, B, 4 * H), dout=zeros(T, B, Y))
+        self.dc_next, self.rowloss, self.outputs = zeros(B, H), zeros(B), zeros(T, B, Y)
         # NaN: an entry of a part that no tile wrote would poison its gradient
         self.scratch = L.to_device(np.full((4, sum(a.size for a in self.params.arrays())), np.nan, dtype))
-        self.out = L.to_device(np.full(2, np.nan))
-        self.status = L.to_device(np.zeros(1, np.int32))
-        self.denom = float(ref.loss_terms(task, B, T, Y))
+        self.state = EpochState(losses=L.to_device(np.full(2, np.nan)), status=L.to_device(np.zeros(1, np.int32)),
+                                counter=L.to_device(np.zeros(1, np.int32)), scale=zeros(1), partial=zeros(64))
+        self.terms = ref.loss_terms(task, B, T, Y)
         # the reference, step by step
         h, self.cache = lstm_forward(self.params, self.X)
         self.loss, dh, self.dW_y, self.db_y = head_loss_and_grads(self.params, h, self.Y, task)
@@ -89,62 +90,62 @@ class Case:
     def host(self, array):
         return self.L.to_host(array)
 
+    @staticmethod
+    def settings(lr, clip_norm):
+        return SgdSettings(lr, 0 if clip_norm is None else 1, clip_norm or 0.0)
+
     # ---- the per-step launches, in the order a minibatch makes them
 
-    def forward(self, plan, keep=1):
+    def forward(self, plan):
         for t in range(self.T):
-            self.L.launch(self.K.forward_kernel, plan.grid, plan.threads, t, keep, self.d_X, self.d_order, self.off,
-                          self.B, self.p[0], self.p[1], self.p[2], self.gates, self.c, self.h, self.tanh_c,
+            self.L.launch(self.K.forward_kernel, plan.grid, plan.threads, self.batch, t, self.p, self.caches,
                           shared_bytes=plan.shared_bytes)
 
     def head(self, plan, with_grad=1):
-        self.L.launch(self.K.head_kernel, plan.grid, plan.threads, self.d_targets, self.d_order, self.off, self.B,
-                      self.T, check_task(self.task), with_grad, self.h, self.p[3], self.p[4], self.dout,
-                      self.rowloss, 0)
+        self.L.launch(self.K.head_kernel, plan.grid, plan.threads, self.batch, self.task_code, with_grad, self.terms,
+                      self.p, self.caches, self.outputs, self.rowloss, 0)
 
     def loss_reduce(self, threads, stop=1):
-        self.L.launch(self.K.loss_kernel, 1, threads, self.rowloss, self.B, self.denom, self.out, 0, self.status,
-                      stop, 0)
+        self.L.launch(self.shared.loss_reduce, 1, threads, self.rowloss, self.B, self.terms, self.state, 0, stop, 0)
 
     def backward(self, plan):
         for t in range(self.T - 1, -1, -1):
-            self.L.launch(self.K.backward_kernel, plan.grid, plan.threads, t, self.T, check_task(self.task),
-                          self.B, self.p[1], self.p[3], self.gates, self.c, self.tanh_c, self.dout, self.dz,
-                          self.dc_next, shared_bytes=plan.shared_bytes)
+            self.L.launch(self.K.backward_kernel, plan.grid, plan.threads, self.batch, t, self.task_code, self.p,
+                          self.caches, self.dc_next, shared_bytes=plan.shared_bytes)
 
     def grads(self, plan):
-        self.L.launch(self.K.grads_kernel, plan.grid, plan.threads, self.d_X, self.d_order, self.off, self.B,
-                      self.T, check_task(self.task), self.dz, self.h, self.dout, self.scratch, plan.parts)
-        self.L.launch(self.K.gather_kernel, plan.grid, plan.threads, self.scratch, plan.parts, *self.g, self.partial)
+        self.L.launch(self.K.grads_kernel, plan.grid, plan.threads, self.batch, self.task_code, self.caches,
+                      self.scratch, plan.parts)
+        self.L.launch(self.K.gather_kernel, plan.grid, plan.threads, self.scratch, plan.parts, self.g, self.state)
 
     def update(self, grid, threads, n_partial, lr, clip_norm):
-        self.L.launch(self.K.update_kernel, grid, threads, self.partial, n_partial, 0 if clip_norm is None else 1,
-                      clip_norm or 0.0, lr, self.status, *self.p, *self.g)
+        self.L.launch(self.K.update_kernel, grid, threads, n_partial, self.settings(lr, clip_norm), self.p, self.g,
+                      self.state)
 
     def cooperative(self, phase, threads, lr=0.0, clip_norm=None, parts=2):
         plan = v4.Plan(self.params.sizes[1], self.B, self.dtype, 1, 1, threads, parts)
-        self.L.launch(self.K.minibatch_kernel, plan.grid, plan.threads, self.d_X, self.d_targets, self.d_order,
-                      self.off, self.B, self.T, check_task(self.task), phase, *self.p, self.gates, self.c,
-                      self.h, self.tanh_c, self.dz, self.dc_next, self.dout, self.rowloss, 0, self.denom, self.out,
-                      0, self.status, 0 if clip_norm is None else 1, clip_norm or 0.0, lr, *self.g, self.scratch,
-                      plan.parts, self.partial,
+        self.L.launch(self.K.minibatch_kernel, plan.grid, plan.threads, self.batch, self.task_code, phase, self.terms,
+                      0, self.p, self.caches, self.dc_next, self.outputs, self.rowloss, 0,
+                      self.settings(lr, clip_norm), self.g, self.scratch, plan.parts, self.state,
                       shared_bytes=plan.shared_bytes)
 
     # ---- checks against the reference
 
-    def check_forward(self, label, keep=True):
-        names = ("gates", "c", "h", "tanh_c") if keep else ("c", "h")
-        for name in names:
-            assert_close(f"{label} {name}", self.host(getattr(self, name)), getattr(self.cache, name))
+    def check_forward(self, label):
+        for name in ("gates", "c", "h", "tanh_c"):
+            assert_close(f"{label} {name}", self.host(getattr(self.caches, name)), getattr(self.cache, name))
 
     def check_head(self, label, with_grad=True):
-        assert_close(f"{label} row losses", self.host(self.rowloss).sum() / self.denom, self.loss)
+        assert_close(f"{label} row losses", self.host(self.rowloss).sum() / self.terms, self.loss)
         if with_grad:
-            assert_close(f"{label} dout", self.host(self.dout), self.dout_ref.astype(self.dtype))
+            assert_close(f"{label} dout", self.host(self.caches.dout), self.dout_ref.astype(self.dtype))
+
+    def check_dz(self, label):
+        assert_close(f"{label} dz", self.host(self.caches.dz), self.dz_ref)
 
     def check_grads(self, label):
-        for (name, value), (_, expected) in zip(self.params.items(), self.grads_ref.items()):
-            assert_close(f"{label} d{name}", self.host(self.g[ref.params.NAMES.index(name)]), expected)
+        for (name, expected), value in zip(self.grads_ref.items(), self.g):
+            assert_close(f"{label} d{name}", self.host(value), expected)
 
     def expected_update(self, lr, clip_norm):
         expected = self.params.copy()
@@ -176,14 +177,14 @@ def test_per_step_kernels_match_reference_float64(task, geometry):
     case.check_forward(geometry)
     case.head(plan)
     case.check_head(geometry)
-    case.loss_reduce(2 * v4.REDUCE + 3)                 # more threads than reduction slots
-    assert_close(f"{geometry} loss", case.host(case.out)[0], case.loss)
+    case.loss_reduce(2 * REDUCE_THREADS + 3)                 # more threads than reduction slots
+    assert_close(f"{geometry} loss", case.host(case.state.losses)[0], case.loss)
     case.backward(plan)
-    assert_close(f"{geometry} dz", case.host(case.dz), case.dz_ref)
+    case.check_dz(geometry)
     case.grads(plan)
     case.check_grads(geometry)
     squares = sum(float(np.sum(g * g)) for g in case.grads_ref.arrays())
-    assert_close(f"{geometry} partial sums of squares", case.host(case.partial)[:plan.blocks].sum(), squares)
+    assert_close(f"{geometry} partial sums of squares", case.host(case.state.partial)[:plan.blocks].sum(), squares)
     clip_norm = 0.5 * np.sqrt(squares)                  # the clipping branch is taken
     case.update(grid, threads, plan.blocks, 0.3, clip_norm)
     case.check_params(geometry, case.expected_update(0.3, clip_norm))
@@ -199,10 +200,10 @@ def test_per_step_kernels_match_reference_float32(task):
     case.head(plan)
     case.check_head("float32")
     case.backward(plan)
-    assert_close("float32 dz", case.host(case.dz), case.dz_ref)
+    case.check_dz("float32")
     case.grads(plan)
     case.check_grads("float32")
-    case.update((2, 1), v4.REDUCE + 3, plan.blocks, 0.3, None)   # any grid and block size applies the update
+    case.update((2, 1), REDUCE_THREADS + 3, plan.blocks, 0.3, None)   # any grid and block size applies the update
     case.check_params("float32", case.expected_update(0.3, None))
 
 
@@ -216,7 +217,7 @@ def test_one_unit_one_row_one_step_on_a_grid_of_mostly_empty_blocks(task):
     case.head(plan)
     case.check_head("tiny")
     case.backward(plan)
-    assert_close("tiny dz", case.host(case.dz), case.dz_ref)
+    case.check_dz("tiny")
     case.grads(plan)
     case.check_grads("tiny")
     case.update(plan.grid, 3, plan.blocks, 0.3, None)
@@ -234,20 +235,18 @@ def test_results_do_not_depend_on_the_geometry():
         case.head(plan)
         case.backward(plan)
         case.grads(plan)
-        results.append([case.host(a) for a in (case.h, case.gates, case.dz, *case.g)])
+        results.append([case.host(a) for a in (case.caches.h, case.caches.gates, case.caches.dz, *case.g)])
     for first, second in zip(*results):
         np.testing.assert_array_equal(first, second)
 
 
-def test_forward_without_keep_writes_only_the_state():
-    case = Case("regression", 7, seed=5)
+def test_head_without_gradients_leaves_dout():
+    case = Case("classification", 7, seed=5)
     plan = v4.Plan(H_, 7, case.dtype, 2, 2, 6)
-    case.forward(plan, keep=0)
-    case.check_forward("keep=0", keep=False)
-    assert not case.host(case.gates).any() and not case.host(case.tanh_c).any()
+    case.forward(plan)
     case.head(plan, with_grad=0)
-    case.check_head("keep=0", with_grad=False)
-    assert not case.host(case.dout).any()
+    case.check_head("without gradients", with_grad=False)
+    assert not case.host(case.caches.dout).any()
 
 
 def test_loss_kernel_stops_at_a_non_finite_loss_and_keeps_the_flag():
@@ -255,9 +254,9 @@ def test_loss_kernel_stops_at_a_non_finite_loss_and_keeps_the_flag():
     plan = v4.Plan(H_, 7, case.dtype, 2, 2, 6)
     case.forward(plan)
     case.head(plan)
-    case.L.upload(case.rowloss, np.array([1.0, np.nan, 0, 0, 0, 0, 0]))
+    case.L.upload(case.rowloss, np.array([1.0, np.nan, 0, 0, 0, 0, 0]))   # a NaN row loss
     case.loss_reduce(5)
-    assert np.isnan(case.host(case.out)[0]) and case.host(case.status)[0] == 1
+    assert np.isnan(case.host(case.state.losses)[0]) and case.host(case.state.status)[0] == 1
     case.update((2, 2), 6, 0, 0.3, None)                # no update once stopped
     case.check_params("stopped", case.params)
 
@@ -269,26 +268,26 @@ def test_cooperative_kernel_one_block_matches_reference(task, clip):
     case = Case(task, 7, seed=8)
     squares = sum(float(np.sum(g * g)) for g in case.grads_ref.arrays())
     clip_norm = 0.5 * np.sqrt(squares) if clip else None
-    case.cooperative(v4.PHASE_UPDATE, 6, lr=0.2, clip_norm=clip_norm)
+    case.cooperative(UPDATE, 6, lr=0.2, clip_norm=clip_norm)
     case.check_forward("cooperative")
     case.check_head("cooperative")
-    assert_close("cooperative loss", case.host(case.out)[0], case.loss)
-    assert_close("cooperative dz", case.host(case.dz), case.dz_ref)
+    assert_close("cooperative loss", case.host(case.state.losses)[0], case.loss)
+    case.check_dz("cooperative")
     case.check_grads("cooperative")
     case.check_params("cooperative", case.expected_update(0.2, clip_norm))
 
 
-@pytest.mark.parametrize("phase", [v4.PHASE_VALIDATE, v4.PHASE_FORWARD, v4.PHASE_BACKWARD])
+@pytest.mark.parametrize("phase", [v4.VALIDATE, FORWARD, BACKWARD])
 def test_cooperative_kernel_stops_at_its_phase(phase):
     case = Case("classification", 5, seed=9)
     case.cooperative(phase, 4, lr=0.2)
-    case.check_head(f"phase {phase}", with_grad=phase >= v4.PHASE_BACKWARD)
-    loss = case.host(case.out)[0]
-    assert np.isnan(loss) if phase == v4.PHASE_VALIDATE else np.isclose(loss, case.loss, rtol=1e-10)
-    if phase == v4.PHASE_BACKWARD:
+    case.check_head(f"phase {phase}", with_grad=phase >= BACKWARD)
+    loss = case.host(case.state.losses)[0]
+    assert np.isnan(loss) if phase == v4.VALIDATE else np.isclose(loss, case.loss, rtol=1e-10)
+    if phase == BACKWARD:
         case.check_grads("phase 1")
     else:
-        assert np.isnan(case.host(case.g[1])).all()
+        assert np.isnan(case.host(case.g.W_hh)).all()
     case.check_params(f"phase {phase}", case.params)    # only phase 2 updates
 
 
