@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 from numba import cuda
 
+import lstm_numba_cuda as cu
 import lstm_numpy as ref
 from lstm_numba_cuda import device, v4
+from lstm_numba_cuda.v4 import UnitSlices
 from lstm_numba_cuda.arguments import Batch, Caches, EpochState, ParamArrays, SgdSettings
 from lstm_numba_cuda.device_code import REDUCE_THREADS, shared_kernels
-from lstm_numpy.checks import assert_close
-from lstm_numpy.contract import BACKWARD, FORWARD, UPDATE, check_task
+from lstm_numpy.checks import assert_close, assert_same_history
+from lstm_numpy.contract import BACKWARD, FORWARD, UPDATE, check_task, epoch_orders
 from lstm_numpy.model import gate_gradients, head_loss_and_grads, lstm_forward, weight_gradients
 
 T_, D_, H_, Y_ = 4, 3, 5, 2
@@ -328,3 +330,90 @@ def test_plan_on_the_gpu_geometry():
     assert got["gpu32"] == [4, 128, 4, 32768, 1]            # 4 units, 512 blocks, 32 KiB of W_hh each
     assert got["gpu64"] == [2, 256, 2, 32768, 1]
     assert got["heavy32"] == [1, 128, 1, 2048, 4]           # one unit per block; 27 gradient tiles x 4 parts
+
+
+# ---------------------------------------------------------------------------- whole training through the version
+
+N_TRAIN, N_VALID, BATCH = 23, 5, 11      # minibatches of 11, 11 and 1 rows: 11 rows are two chunks, two groups
+
+
+def make_data(rng, task, dtype, T=3, D=2, Y=Y_):
+    n = N_TRAIN + N_VALID
+    X = rng.normal(size=(n, T, D)).astype(dtype)
+    targets = rng.normal(size=(n, Y)).astype(dtype) if task == "regression" else rng.integers(0, Y, size=(n, T))
+    return ref.Dataset(X[:N_TRAIN], targets[:N_TRAIN], X[N_TRAIN:], targets[N_TRAIN:])
+
+
+def train_both(task, dtype, clip_norm, seed):
+    rng = np.random.default_rng(seed)
+    data = make_data(rng, task, dtype)
+    params = ref.init_params(2, H_, Y_, seed=seed, dtype=dtype, forget_bias=0.5)
+    config = ref.TrainConfig(task=task, epochs=2, lr=0.5, batch_size=BATCH, seed=seed, clip_norm=clip_norm,
+                             kernel_version=4)
+    return cu.train(params, data, config), ref.train(params, data, config)
+
+
+@pytest.mark.parametrize("task,dtype,clip_norm", [("regression", np.float64, 0.05), ("classification", np.float64, 0.05),
+                                                  ("regression", np.float32, 0.05), ("classification", np.float32, None)])
+def test_training_matches_reference(task, dtype, clip_norm):
+    """Every epoch's losses and the final parameters: float64 within 1e-10, float32 within 1e-4; a clip norm
+    this small clips every minibatch."""
+    got, want = train_both(task, dtype, clip_norm, seed=len(task))
+    assert want.params.dtype == np.dtype(dtype)
+    if clip_norm is not None:   # the clipping branch is really taken: the initial gradient norm is larger
+        data = make_data(np.random.default_rng(len(task)), task, dtype)
+        params = ref.init_params(2, H_, Y_, seed=len(task), dtype=dtype, forget_bias=0.5)
+        _, grads = ref.loss_and_grads(params, data.X_train[:BATCH], data.Y_train[:BATCH], task)
+        assert ref.trainer.clip_scale(grads, clip_norm) < 1
+    assert_same_history("v4", got, want)
+    assert got.stats["kernel_version"] == 4
+
+
+def test_the_trainer_plans_several_blocks_per_minibatch():
+    trainer = cu.CudaTrainer(ref.init_params(2, H_, Y_), make_data(np.random.default_rng(0), "regression", np.float64),
+                             ref.TrainConfig(batch_size=BATCH, kernel_version=4))
+    ws = trainer.version.workspace(BATCH)
+    assert ws.plan.slices > 1 and ws.plan.groups == 2 and not ws.cooperative
+    assert trainer.run.state.partial.shape[0] >= max(w.plan.blocks for w in trainer.version.workspaces.values())
+
+
+def test_launch_and_transfer_counts_per_epoch():
+    """Per-step launches: 2T + 5 per minibatch, T + 1 per validation chunk, 1 validation loss, 1 epoch begin."""
+    rng = np.random.default_rng(1)
+    T = 3
+    trainer = cu.CudaTrainer(ref.init_params(2, H_, Y_), make_data(rng, "regression", np.float64, T=T),
+                             ref.TrainConfig(batch_size=BATCH, kernel_version=4))
+    for order in epoch_orders(N_TRAIN, 2, 0):
+        trainer.run_epoch(order)
+        stats = trainer.stats
+        assert (stats["h2d_per_epoch"], stats["d2h_per_epoch"]) == (1, 1)
+        assert stats["launches_per_epoch"] == 1 + 3 * (2 * T + 5) + 1 * (T + 1) + 1
+
+
+@pytest.fixture
+def cooperative_version(monkeypatch):
+    """v4 as one cooperative launch per minibatch; on the simulator that needs one block, so one block
+    covers every unit (15 threads: 5 units x 3 lanes)."""
+    monkeypatch.setattr(UnitSlices, "cooperative", True)
+    monkeypatch.setattr(UnitSlices, "threads", 15)
+
+
+@pytest.mark.parametrize("task", ref.TASKS)
+def test_cooperative_training_matches_reference(task, cooperative_version):
+    got, want = train_both(task, np.float64, 0.05, seed=7)
+    assert_same_history("v4 cooperative", got, want)
+    rng = np.random.default_rng(2)
+    trainer = cu.CudaTrainer(ref.init_params(2, H_, Y_), make_data(rng, task, np.float64),
+                             ref.TrainConfig(task=task, batch_size=BATCH, kernel_version=4))
+    assert all(ws.cooperative and ws.plan.blocks == 1 for ws in trainer.version.workspaces.values())
+    trainer.run_epoch(epoch_orders(N_TRAIN, 1, 0)[0])
+    assert trainer.stats["launches_per_epoch"] == 1 + 3 * 1 + 1 * 1 + 1     # one launch per minibatch and chunk
+    assert UnitSlices.launches_per_minibatch(3) == 1
+
+
+def test_a_hidden_size_beyond_shared_memory_is_refused_before_anything_runs():
+    H = v4.max_hidden(np.float64) + 1
+    params = ref.init_params(1, H, 1)
+    X, Yt = np.zeros((1, 1, 1)), np.zeros((1, 1))
+    with pytest.raises(ref.UserError, match="use kernel_version 2 for this H"):
+        cu.CudaTrainer(params, ref.Dataset(X, Yt, X, Yt), ref.TrainConfig(kernel_version=4))
