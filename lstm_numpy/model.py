@@ -134,6 +134,20 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
+def head_loss(out: np.ndarray, Y: np.ndarray, task: str) -> tuple[float, np.ndarray]:
+    """The loss of the head's outputs, and what its gradient starts from.
+
+    regression: out, Y (B, Y); mean of squares over B and Y; returns diff = out - Y (B, Y).
+    classification: logits out (B, T, Y), class ids Y (B, T); mean cross-entropy over B and T;
+    returns the log-probabilities (B, T, Y).
+    """
+    if check_task(task) == REGRESSION:
+        diff = out - Y
+        return float(np.mean(diff * diff)), diff
+    logp = log_softmax(out)
+    return float(-np.take_along_axis(logp, Y[..., None], axis=-1).mean()), logp
+
+
 def head_loss_and_grads(params: Params, h: np.ndarray, Y: np.ndarray, task: str):
     """Loss and the head's gradients.
 
@@ -141,26 +155,23 @@ def head_loss_and_grads(params: Params, h: np.ndarray, Y: np.ndarray, task: str)
     Returns loss, dh (T, B, H), dW_y (Y, H), db_y (Y,).
     """
     out = head_forward(params, h, task)
+    loss, start = head_loss(out, Y, task)
     T1, B, H = h.shape
     dh = np.zeros((T1 - 1, B, H), params.dtype)
     if task == "regression":
-        diff = out - Y                                          # (B, Y)
-        loss = np.mean(diff * diff)
-        dout = (2.0 / diff.size) * diff                         # backprop the mean of squares
+        dout = (2.0 / start.size) * start                       # backprop the mean of squares
         dW_y = dout.T @ h[-1]
         db_y = dout.sum(axis=0)
         dh[-1] = dout @ params.W_y
-        return float(loss), dh, dW_y, db_y
-    logp = log_softmax(out)                                     # (B, T, Y)
+        return loss, dh, dW_y, db_y
     one_hot = np.eye(out.shape[-1], dtype=params.dtype)[Y]      # (B, T, Y)
-    loss = -np.sum(logp * one_hot) / (B * (T1 - 1))
     # backprop softmax cross-entropy: softmax - one_hot, over the B*T terms of the mean
-    dout = (np.exp(logp) - one_hot) / (B * (T1 - 1))
+    dout = (np.exp(start) - one_hot) / (B * (T1 - 1))
     dout_tm = dout.transpose(1, 0, 2)                           # (T, B, Y)
     dW_y = dout_tm.reshape(-1, dout.shape[-1]).T @ h[1:].reshape(-1, H)
     db_y = dout_tm.reshape(-1, dout.shape[-1]).sum(axis=0)
     dh[:] = dout_tm @ params.W_y
-    return float(loss), dh, dW_y, db_y
+    return loss, dh, dW_y, db_y
 
 
 def loss_and_grads(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> tuple[float, Params]:
@@ -177,10 +188,7 @@ def loss_and_grads(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> t
 def loss_only(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> float:
     """The loss without gradients (validation)."""
     h, _ = lstm_forward(params, X)
-    out = head_forward(params, h, task)
-    if task == "regression":
-        return float(np.mean((out - Y) ** 2))
-    return float(-np.take_along_axis(log_softmax(out), Y[..., None], axis=-1).mean())  # mean over B, T
+    return head_loss(head_forward(params, h, task), Y, task)[0]
 
 
 def predict(params: Params, X: np.ndarray, task: str = "regression") -> np.ndarray:
