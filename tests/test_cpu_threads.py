@@ -103,3 +103,13 @@ def test_training_records_the_threads_it_used_and_matches_fixed_threads(monkeypa
     for (name, a), (_, b) in zip(varying.params.items(), fixed.params.items()):
         assert np.array_equal(a, b), name
     assert fixed.stats["threads_mode"] == "fixed" and fixed.stats["threads_used"] == {2: 3}
+
+
+def test_busy_check_reports_both_choices(capsys):
+    """The busy-machine check runs end to end on a tiny shape (its figures are not asserted: they are timings)."""
+    from reports import busy_check
+    assert busy_check.main(["--trials", "1", "--epochs", "2", "--hidden", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "quiet, 1 thread" in out and "default with a busy neighbour: typical" in out
+    row = out.splitlines()[-2].split()
+    assert row[0] == "1" and float(row[1]) > 0 and float(row[4]) > 0
