@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     for i, t in enumerate(trials, 1):
         d, a = t["default"], t["all_cores"]
         ratios.append(d["median"] / base)
-        print(f"{i:>5} {1e3 * d['median']:>11.3f} {ratios[-1]:>6.2f} {json.dumps(d['threads_used']):>14} "
+        print(f"{i:>5} {1e3 * d['median']:>11.3f} {ratios[-1]:>6.2f} {json.dumps(d['threads_used'], separators=(',', ':')):>14} "
               f"{1e3 * a['median']:>13.3f} {a['median'] / base:>6.2f}")
     typical, worst = float(np.median(ratios)), max(ratios)
     verdict = "meets" if typical <= GOAL_TYPICAL and worst <= GOAL_WORST else "misses"
