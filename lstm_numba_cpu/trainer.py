@@ -6,7 +6,6 @@ module only supplies the trainer it calls, plus ``loss_and_grads`` and ``predict
 from __future__ import annotations
 
 import os
-import platform
 
 import numba
 import numpy as np
@@ -14,6 +13,7 @@ import numpy as np
 from lstm_numpy import Params, batch_bounds
 from lstm_numpy.errors import UserError
 from lstm_numpy.contract import Dataset, TrainConfig, check_batch, check_data, check_phase, check_task
+from reports.machine import cpu_model
 
 from . import kernels as K
 
@@ -165,17 +165,6 @@ def threading_layer() -> str:
                        np.zeros((2, 1, 1)), np.zeros((2, 1, 1)), np.zeros((1, 1, 4)), np.zeros((1, 1, 1)))
         # (running any parallel kernel, here on a 1-unit model, makes Numba choose its layer)
         return numba.threading_layer()
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def is_available() -> str | None:

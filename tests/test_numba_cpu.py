@@ -301,15 +301,6 @@ def test_non_finite_loss_stops_updates_like_reference():
     assert (caught.value.epoch, caught.value.minibatch) == (0, 2)
 
 
-def test_measure_script_prints_its_table(capsys):
-    from lstm_numba_cpu import measure
-    assert measure.main(["--workloads", "light", "--repeats", "1", "--no-heavy-float32"]) == 0
-    printed = capsys.readouterr().out
-    assert "A@B" in printed and "threading layer" in printed
-    row = [line for line in printed.splitlines() if line.startswith("light")]
-    assert len(row) == 1 and row[0].rstrip().endswith("%")
-
-
 def test_bad_batches_are_user_errors_not_out_of_bounds_reads():
     # Compiled code has no bounds checks, so the entry points must refuse what would read or write outside arrays.
     params = ref.init_params(3, 5, 3, seed=0)
