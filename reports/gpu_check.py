@@ -35,7 +35,7 @@ from reports import resultfiles
 from reports.census import REFERENCE, backend_status, select_backends
 from reports.console import Progress
 from reports.machine import describe_machine
-from reports.measuring import derived_rates, matmul_gflops, measure_backend
+from reports.measuring import derived_rates, epoch_spread, matmul_gflops, measure_backend
 from reports.options import OneSentenceParser, choice_list, positive_int
 from reports.simulator import cuda_simulator_on
 from reports.verdict import compare_with_reference, verdict_line, verdict_record
@@ -61,6 +61,11 @@ def build_parser(kernel_versions) -> OneSentenceParser:
         help="minibatches the CPU baselines time on heavy and gpu, then scaled to an epoch (default: 4)")
     add("--dtype", default="float32", choices=["float32", "float64"], help="dtype of the timings (default: float32)")
     return parser
+
+
+def validation_workload():
+    """The training check's workload: light, 3 epochs, clipped gradients."""
+    return with_config(make_workload("light", epochs=3), clip_norm=1.0)
 
 
 def checked(rows: list, test, **row) -> None:
@@ -91,7 +96,7 @@ def validate(cuda, reference, versions) -> list[dict]:
                             assert_close(name, value, expected)
                     checked(rows, same_gradients, check="loss_and_grads", version=version,
                             dtype=np.dtype(dtype).name, task=task, sizes=f"B={B} T={T} D={D} H={H} Y={Y}")
-        workload = with_config(make_workload("light", epochs=3), clip_norm=1.0)
+        workload = validation_workload()
         params = lstm_numpy.init_params(*workload.sizes, seed=0, dtype=dtype)
         want = reference.train(params, workload.data, workload.config)
         for version in versions:
@@ -101,6 +106,10 @@ def validate(cuda, reference, versions) -> list[dict]:
             checked(rows, same_training, check="train light 3 epochs", version=version, dtype=np.dtype(dtype).name,
                     task=workload.config.task, sizes=str(workload.shapes))
     return rows
+
+
+def minibatch_count(workload) -> int:
+    return len(batch_bounds(len(workload.data.X_train), workload.config.batch_size)) - 1
 
 
 def sample_of(workload, batches: int):
@@ -116,8 +125,8 @@ def measure_baseline(status, workload, params, batches: int, progress, compiled:
         return measure_backend(status, workload, params, progress, compiled, breakdown=True)
     sample = sample_of(workload, batches)
     result, history = measure_backend(status, sample, params, progress, compiled, breakdown=False)
-    sampled = len(batch_bounds(len(sample.data.X_train), workload.config.batch_size)) - 1
-    scale = (len(batch_bounds(len(workload.data.X_train), workload.config.batch_size)) - 1) / sampled
+    sampled = minibatch_count(sample)
+    scale = minibatch_count(workload) / sampled
     result["epoch_seconds"] = [scale * t for t in result["epoch_seconds"]]
     for key in ("median_epoch_seconds", "user_seconds_per_epoch", "sys_seconds_per_epoch"):
         result[key] *= scale
@@ -146,9 +155,11 @@ def version_document(workload, version: int, results: dict, histories: dict, row
 
 
 def say_time(workload: str, backend: str, version, result: dict) -> None:
-    sampled = result.get("extrapolated_from_minibatches")
-    print(f"{workload:6s} {backend:10s} v{version or '-'} {result['median_epoch_seconds'] * 1e3:10.3f} ms/epoch"
-          + (f" (scaled from {sampled} minibatches)" if sampled else ""), flush=True)
+    """One line per timed backend: the median epoch and the quartiles of the epochs around it."""
+    sampled, spread = result.get("extrapolated_from_minibatches"), epoch_spread(result["epoch_seconds"])
+    print(f"{workload:6s} {backend:10s} v{version or '-'} {result['median_epoch_seconds'] * 1e3:10.3f} ms/epoch "
+          f"(quartiles {spread['q1'] * 1e3:.3f}..{spread['q3'] * 1e3:.3f})"
+          + (f", scaled from {sampled} minibatches" if sampled else ""), flush=True)
 
 
 def benchmark(args, names, census, rows, argv) -> list[tuple[str, dict]]:
@@ -184,7 +195,7 @@ def failed_validation_document(rows: list[dict], failed: list[dict], names, cens
     mismatches = [{"backend": CUDA, "label": f"v{row['version']} {row['check']} {row['dtype']} {row['task']}",
                    "message": row["error"]} for row in failed]
     line = f"VERDICT: FAIL: {len(failed)} of {len(rows)} validation checks failed; nothing was timed."
-    workload = with_config(make_workload("light", epochs=3), clip_norm=1.0)
+    workload = validation_workload()
     return resultfiles.results_document(
         argv=argv, exit_code=1, verdict=verdict_record(line, names, mismatches, dtype),
         config=resultfiles.config_record(workload, names, dtype), machine=describe_machine(), reference_matmul=None,

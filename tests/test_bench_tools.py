@@ -7,7 +7,6 @@ Numba's CUDA simulator.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import types
 
@@ -16,7 +15,7 @@ import pytest
 import lstm_numpy
 from data import make_workload
 from reports import build, cpu_bench, gpu_check, measuring, resultfiles
-from reports.census import backend_status, select_backends
+from reports.census import BackendStatus, select_backends
 from reports.simulator import cuda_simulator_on
 
 
@@ -95,39 +94,55 @@ def test_cpu_baselines_on_a_sample_are_scaled_to_a_full_epoch(monkeypatch):
     assert result["user_seconds_per_epoch"] == 2.0 and result["sys_seconds_per_epoch"] == 1.0
 
 
-def stand_in_cuda():
-    """A census whose numba_cuda is the reference reporting a device: gpu_check's timing path without a GPU."""
-    module = types.ModuleType("stand_in_cuda")
+@pytest.fixture
+def stand_in_gpu(monkeypatch):
+    """gpu_check on a pretend GPU: numba_cuda is the reference under that name, reporting a device, with
+    versions 1 and 2; ``wrong[0] = v`` makes version v's loss_and_grads drift by a relative 1e-6."""
+    module, wrong = types.ModuleType("stand_in_cuda"), [None]
 
     def train(params, data, config, progress=None):
         history = lstm_numpy.train(params, data, config, progress)
         history.stats = {"device": "Stand-in GPU", "compute_capability": "9.0", "kernel_version": config.kernel_version,
                          "launches_per_epoch": 2, "h2d_per_epoch": 1, "d2h_per_epoch": 1}
         return history
-    module.train, module.make_trainer = train, lstm_numpy.make_trainer
+
+    def loss_and_grads(params, X, Y, task, kernel_version=None):
+        loss, grads = lstm_numpy.loss_and_grads(params, X, Y, task)
+        return loss * (1 + 1e-6 * (kernel_version == wrong[0])), grads
+    module.train, module.make_trainer, module.loss_and_grads = train, lstm_numpy.make_trainer, loss_and_grads
     module.is_available, module.describe = (lambda: None), (lambda: {"backend": "numba_cuda", "simulator": False})
-    names, census = select_backends(["numpy"], use_simulator=False)
-    census["numba_cuda"] = backend_status("numpy")
-    census["numba_cuda"].name, census["numba_cuda"].module, census["numba_cuda"].selected = "numba_cuda", module, True
-    return names + ["numba_cuda"], census
+    module.KERNEL_VERSIONS = {1: "first", 2: "second"}
+    status = BackendStatus("numba_cuda", module=module, describe=module.describe(), selected=True)
 
-
-def test_gpu_check_writes_one_results_file_per_version_that_the_report_reads(tmp_path, monkeypatch):
-    names, census = stand_in_cuda()
-    rows = [{"check": "loss_and_grads", "version": v, "dtype": "float64", "task": "regression", "sizes": "",
-             "ok": True, "error": ""} for v in (1, 2)]
-    args = argparse.Namespace(workloads=["light"], versions=[1, 2], repeats=2, baseline_batches=1, dtype="float64")
+    def census(requested, use_simulator):
+        names, statuses = select_backends(["numpy"], use_simulator)
+        return names + ["numba_cuda"], {**statuses, "numba_cuda": status}
+    monkeypatch.setattr(gpu_check, "backend_status", lambda name: status)
+    monkeypatch.setattr(gpu_check, "select_backends", census)
+    monkeypatch.setattr(gpu_check, "cuda_simulator_on", lambda: False)
     monkeypatch.setattr(gpu_check, "matmul_gflops", lambda: measuring.matmul_gflops(n=64))
-    documents = gpu_check.benchmark(args, names, census, rows, ["--out", str(tmp_path)])
-    assert [stem for stem, _ in documents] == ["light-gpu_check-v1", "light-gpu_check-v2"]
-    for stem, document in documents:
-        resultfiles.write_results(str(tmp_path), resultfiles.results_stem(stem), document)
+    return wrong
+
+
+GPU_CHECK = ["--workloads", "light", "--versions", "1,2", "--repeats", "2", "--dtype", "float64"]
+# 2 dtypes x (3 sizes x 2 tasks of loss_and_grads + 1 training run) x 2 versions
+VALIDATION_CHECKS = 2 * (3 * 2 + 1) * 2
+
+
+def test_gpu_check_validates_then_writes_one_results_file_per_version_that_the_report_reads(
+        stand_in_gpu, tmp_path, capsys):
+    assert gpu_check.main(GPU_CHECK + ["--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"all {VALIDATION_CHECKS} validation checks match the reference" in out
+    assert out.index("validation checks match") < out.index("ms/epoch")      # validation before timing
 
     read = build.read_documents(tmp_path)
-    assert [d["config"]["kernel_version"] for d in read] == [1, 2]
+    assert len(read) == 2 and all(d["_file"].endswith(f"_light-gpu_check-v{v}.json") for v, d in zip((1, 2), read))
     for version, document in zip((1, 2), read):
         assert resultfiles.read_results(tmp_path / document["_file"])["tool"] == "reports.gpu_check"
-        assert [row["version"] for row in document["validation"]] == [version]
+        assert document["config"]["kernel_version"] == version
+        assert {row["version"] for row in document["validation"]} == {version}
+        assert len(document["validation"]) == VALIDATION_CHECKS // 2
         assert document["verdict"]["agree"] and "numba_cuda" in document["verdict"]["compared"]
         cuda = document["runs"][0]["results"]["numba_cuda"]
         assert cuda["stats"]["kernel_version"] == version and cuda["agrees"] is True and cuda["timed"]
@@ -136,16 +151,19 @@ def test_gpu_check_writes_one_results_file_per_version_that_the_report_reads(tmp
     assert build.cuda_versions_figure(str(tmp_path / "figures"), read)     # the report plots both versions
 
 
-def test_a_failed_validation_is_written_but_not_plotted(tmp_path):
-    names, census = select_backends(["numpy"], use_simulator=False)
-    rows = [{"check": "loss_and_grads", "version": 3, "dtype": "float32", "task": "regression", "sizes": "",
-             "ok": ok, "error": "" if ok else "dW_hh: 1 of 12 entries differ"} for ok in (True, False)]
-    document = gpu_check.failed_validation_document(rows, rows[1:], names, census, "float32", [])
-    json_path, csv_path = resultfiles.write_results(str(tmp_path), "failed", document)
-    read = resultfiles.read_results(json_path)
-    assert read["exit_code"] == 1 and not read["verdict"]["agree"] and read["runs"] == []
-    assert "1 of 2 validation checks failed" in read["verdict"]["line"]
-    assert read["verdict"]["mismatches"][0]["message"] == "dW_hh: 1 of 12 entries differ"
-    assert build.read_documents(tmp_path) == []
-    with open(csv_path, newline="") as handle:
+def test_gpu_check_times_nothing_after_a_failed_validation(stand_in_gpu, tmp_path, capsys):
+    stand_in_gpu[0] = 2
+    assert gpu_check.main(GPU_CHECK + ["--out", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert "validation checks FAILED; not timing" in captured.err and "ms/epoch" not in captured.out
+    [json_path] = list(tmp_path.glob("*.json"))
+    assert json_path.stem.endswith("_gpu_check-validation")
+    document = resultfiles.read_results(json_path)
+    failed = [row for row in document["validation"] if not row["ok"]]
+    assert len(failed) == 2 * 3 * 2 and {(row["version"], row["check"]) for row in failed} == {(2, "loss_and_grads")}
+    assert document["exit_code"] == 1 and not document["verdict"]["agree"] and document["runs"] == []
+    assert f"{len(failed)} of {VALIDATION_CHECKS} validation checks failed" in document["verdict"]["line"]
+    assert document["verdict"]["mismatches"][0]["message"].startswith("loss:")
+    assert build.read_documents(tmp_path) == []                              # nothing for the report to plot
+    with open(json_path.with_suffix(".csv"), newline="") as handle:
         assert len(list(csv.reader(handle))) == 1                            # the header alone
