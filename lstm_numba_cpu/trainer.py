@@ -5,9 +5,6 @@ module only supplies the trainer it calls, plus ``loss_and_grads`` and ``predict
 """
 from __future__ import annotations
 
-import os
-import platform
-
 import numba
 import numpy as np
 
@@ -168,24 +165,13 @@ def threading_layer() -> str:
         return numba.threading_layer()
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def is_available() -> str | None:
     """Numba's CPU target runs wherever Numba is installed."""
     return None
 
 
 def describe() -> dict:
-    """Facts about this backend for results files."""
+    """Facts about this backend for results files (the machine's own facts are reports.machine's)."""
     return {"backend": "numba_cpu", "numba": numba.__version__, "numpy": np.__version__,
             "threads": numba.get_num_threads(), "max_threads": numba.config.NUMBA_NUM_THREADS,
-            "threading_layer": threading_layer(), "cpu": cpu_model(), "cores": os.cpu_count()}
+            "threading_layer": threading_layer()}

@@ -24,7 +24,7 @@ Kernel versions (``TrainConfig(kernel_version=N)``; ``loss_and_grads`` and ``pre
     Per epoch on top: 1 epoch-begin launch, the validation forward (v3: 1 launch; v1/v2: per
     chunk of batch_size rows, 2T + 3 or T + 1) and 1 validation-loss launch; 1 h2d, 1 d2h.
 
-Check and time every version on a GPU:  python -m lstm_numba_cuda.gpu_check --out DIR
+Check and time every version on a GPU:  python -m reports.gpu_check --out DIR
 Without a GPU (Numba's CUDA simulator, tiny sizes):
     NUMBA_ENABLE_CUDASIM=1 PYTHONPATH=. python -m pytest tests/test_numba_cuda.py
 

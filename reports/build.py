@@ -22,6 +22,7 @@ from data import airpassengers, airpassengers_months
 from lstm_numpy import UserError
 
 from . import figures, tables
+from .measuring import parallel_efficiency
 from .forecast import AIRLINE_MODEL, baseline_metrics, forecast_run, median_metrics, persistence, seasonal_naive
 
 WORKLOAD_ORDER = ("seed", "light", "heavy", "gpu")
@@ -33,7 +34,8 @@ def read_documents(results_dir) -> list[dict]:
     for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
         with open(path, encoding="utf-8") as handle:
             document = json.load(handle)
-        if str(document.get("schema", "")).startswith("parallel-lstm/run_comparison/"):
+        # a file without runs (gpu_check after a failed validation) has nothing to plot
+        if str(document.get("schema", "")).startswith("parallel-lstm/run_comparison/") and document.get("runs"):
             document["_file"] = os.path.basename(path)
             documents.append(document)
     return documents
@@ -62,7 +64,8 @@ def thread_efficiency(documents: list[dict], document: dict, backend: str = "num
     t1 = timed_results(single[-1])[backend]["median_epoch_seconds"]
     tn, n = result["median_epoch_seconds"], result["threads"]
     return (f"{backend} on {n} threads against 1 thread (file `{single[-1]['_file']}`): "
-            f"{tables.seconds(t1)} / ({n} x {tables.seconds(tn)}) = {100 * t1 / (n * tn):.0f}% parallel efficiency.")
+            f"{tables.seconds(t1)} / ({n} x {tables.seconds(tn)}) = {100 * parallel_efficiency(t1, tn, n):.0f}% "
+            f"parallel efficiency.")
 
 
 def machine_line(document: dict) -> str:
@@ -283,7 +286,8 @@ def report_markdown(documents, latest, sweeps, runs, forecast_backend, overrides
         lines += [image("cuda-versions", "CUDA kernel versions"), ""]
     else:
         lines += ["No real-GPU results yet, so the CUDA kernel versions are not compared here; on a GPU machine run",
-                  "`python -m lstm_numba_cuda.gpu_check` and `python run_comparison.py --workload gpu`.", ""]
+                  "`python -m reports.gpu_check --out reports/results` and "
+                  "`python run_comparison.py --workload gpu`.", ""]
     series = airpassengers()
     lines += ["## Forecast of the 24 held-out months (1959-1960)", "",
               f"The `light` workload with its default training configuration ({forecast_backend} backend"

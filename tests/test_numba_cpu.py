@@ -216,7 +216,7 @@ def test_backend_contract():
     facts = nb.describe()
     assert facts["numba"] == numba.__version__
     assert facts["threading_layer"] in ("tbb", "omp", "workqueue")
-    assert facts["threads"] >= 1 and facts["cpu"]
+    assert facts["threads"] >= 1
     assert nb.Params is ref.Params and nb.init_params is ref.init_params
     assert ref.get_backend("numba_cpu") is nb
     for name in ("loss_and_grads", "predict", "make_trainer", "train", "is_available", "describe"):
@@ -302,15 +302,6 @@ def test_non_finite_loss_stops_updates_like_reference():
     with pytest.raises(ref.NonFiniteLossError) as caught:
         nb.train(params, data, w.config)
     assert (caught.value.epoch, caught.value.minibatch) == (0, 2)
-
-
-def test_measure_script_prints_its_table(capsys):
-    from lstm_numba_cpu import measure
-    assert measure.main(["--workloads", "light", "--repeats", "1", "--no-heavy-float32"]) == 0
-    printed = capsys.readouterr().out
-    assert "A@B" in printed and "threading layer" in printed
-    row = [line for line in printed.splitlines() if line.startswith("light")]
-    assert len(row) == 1 and row[0].rstrip().endswith("%")
 
 
 def test_bad_batches_are_user_errors_not_out_of_bounds_reads():

@@ -420,12 +420,3 @@ def test_every_kernel_compiles_for_a_real_gpu():
         pytest.skip(done.stderr.strip())
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 of 38 kernel compilations failed" in done.stdout
-
-
-def test_gpu_check_refuses_to_time_the_simulator(tmp_path, capsys):
-    if not device.simulator_enabled():
-        pytest.skip("only meaningful on the simulator")
-    from lstm_numba_cuda import gpu_check
-    assert gpu_check.main(["--out", str(tmp_path / "out")]) == 2
-    assert "simulator" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
