@@ -24,6 +24,7 @@ from .series import check_series
 WINDOW = 12
 N_TEST = 24
 N_VALID = 12
+NO_SPREAD = 1e-10      # a spread below this fraction of the mean |change| is no variation
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ class LightPipeline:
         d = np.diff(np.log(passengers))
         # Training targets are d[window .. window+n_train-1]; their inputs start at d[0].
         fitted = d[:window + n_train]
-        if fitted.min() == fitted.max():
+        # The spread is the divisor of the scaling: one at rounding level (a constant growth rate) is none.
+        if fitted.std() <= NO_SPREAD * np.abs(fitted).mean():
             raise UserError(f"the series changes by the same factor every month over its first {fitted.size + 1} "
                             f"values, so the change has no variation and cannot be scaled; give a series that varies.")
         return cls(passengers, window, n_valid, n_test, float(fitted.mean()), float(fitted.std()))

@@ -133,18 +133,23 @@ def read_archive(path: str) -> dict[str, np.ndarray]:
     if os.path.getsize(path) == 0:
         raise UserError(f"checkpoint {path} is empty; save the model again with save_params.")
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise UserError(f"checkpoint {path} holds a single array, not the .npz archive save_params writes; "
-                            f"save the model with save_params.")
-        with loaded:
-            return {name: loaded[name] for name in loaded.files}
+        with open(path, "rb") as handle:          # ours to close, also when np.load fails halfway
+            loaded = np.load(handle, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise UserError(f"checkpoint {path} holds a single array, not the .npz archive save_params "
+                                f"writes; save the model with save_params.")
+            arrays = {name: loaded[name] for name in loaded.files}
     except UserError:
         raise
     except UNREADABLE as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise UserError(f"checkpoint {path} is not a complete .npz archive (truncated, damaged or another kind of "
                         f"file: {reason}); save the model again with save_params.") from None
+    foreign = [name for name, value in arrays.items() if not isinstance(value, np.ndarray)]   # np.load gives bytes
+    if foreign:
+        raise UserError(f"checkpoint {path} is a zip archive, but its member {foreign[0]} is not a NumPy array; "
+                        f"save the model with save_params.")
+    return arrays
 
 
 def load_params(path, sizes: tuple[int, int, int] | None = None, dtype=None) -> Params:
