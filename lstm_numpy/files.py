@@ -138,7 +138,11 @@ def _give_name(tmp: str, path: str, overwrite: bool, what: str) -> None:
                 raise
             # No hard links here: reserve the name exclusively, then rename over the reservation.
             os.close(os.open(path, NEW_FILE_FLAGS, 0o666))
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                _remove_quietly(path)                      # the empty reservation is ours
+                raise
     except FileExistsError:
         raise NameTakenError(f"{path} already exists; choose another file name so the earlier {what} is kept.",
                              path) from None
