@@ -2,12 +2,13 @@
 
 Letters: N samples, B batch, T time steps, D input features, H hidden units, Y outputs.
 
-The estimates are deliberately simple upper bounds of what the backends hold at once: the data,
-four copies of the parameters (the caller's, the trainer's, the gradients, the host copy returned)
-and one minibatch's (or the validation pass's) activations, about T * (15H + D + Y) values a row
-(input projection, h, c, four gates, tanh(c), their gradients). A request is refused only when it
-exceeds the machine's whole memory (physical, or a smaller cgroup limit): then it can never run,
-and one sentence says so instead of a MemoryError from deep inside NumPy.
+The estimates are simple upper bounds of what the reference holds at once (the other backends hold
+no more on the host): the data, four copies of the parameters (the caller's, the trainer's, the
+gradients, the host copy returned) and the larger of one minibatch's training activations, about
+(T+1) * (16H + D + Y) values a row (input projection, h, c, four gates, tanh(c), their gradients),
+and the validation pass's forward activations, about (T+1) * (11H + D + Y) values a row. A request
+is refused only when it exceeds the machine's whole memory (physical, or a smaller cgroup limit):
+then it can never run, and one sentence says so instead of a MemoryError from deep inside NumPy.
 """
 from __future__ import annotations
 
@@ -41,9 +42,9 @@ def training_bytes(n_train: int, n_valid: int, T: int, D: int, H: int, Y: int, b
                    itemsize: int = 8) -> int:
     """The bytes a training run holds at once (see the module docstring); targets counted as 8-byte values."""
     data = (n_train + n_valid) * (itemsize * T * D + 8 * max(T, Y))
-    rows = max(min(batch_size, n_train), n_valid)          # the largest pass: a minibatch or validation
-    activations = itemsize * rows * (T + 1) * (15 * H + D + Y)
-    return data + 4 * params_bytes(D, H, Y, itemsize) + activations
+    training = min(batch_size, n_train) * (16 * H + D + Y)
+    validation = n_valid * (11 * H + D + Y)
+    return data + 4 * params_bytes(D, H, Y, itemsize) + itemsize * (T + 1) * max(training, validation)
 
 
 def format_bytes(n: float) -> str:
