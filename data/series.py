@@ -51,8 +51,9 @@ def read_series_text(text: str, column: str, source: str) -> np.ndarray:
     exponent, spaces around it allowed (so no thousands separators, decimal commas, units, NaN or
     inf). Column names are matched exactly; a name that appears twice, also after removing spaces
     around it, is an error, and so is a name that matches only after removing spaces (both are
-    shown with their quotes, so the spaces are visible). Blank lines are skipped; line numbers
-    count every line of the file, the header being line 1 when it comes first.
+    shown with their quotes, so the spaces are visible). Blank lines before the header and after
+    the last value are skipped, but one between values is a missing value, not left out. Line
+    numbers count every line of the file.
     """
     rows = _csv_rows(text, source)
     if not rows:
@@ -85,16 +86,19 @@ def read_series_text(text: str, column: str, source: str) -> np.ndarray:
 
 
 def _csv_rows(text: str, source: str) -> list[tuple[int, list[str]]]:
-    """Every non-blank CSV record with the file line it ends on."""
+    """Every CSV record with the file line it ends on, blank lines before the header and after the last
+    record left out; a blank line in between stays, as one empty field (a missing value, never skipped)."""
     reader = csv.reader(io.StringIO(text), strict=True)
     rows = []
     try:
         for fields in reader:
-            if fields:
-                rows.append((reader.line_num, fields))
+            rows.append((reader.line_num, fields or [""]))
     except csv.Error as exc:
         raise UserError(f"{source}: line {reader.line_num} is not valid CSV ({exc}); fix that line.") from None
-    return rows
+    blank = [not "".join(fields).strip() for _, fields in rows]
+    first = blank.index(False) if False in blank else len(rows)
+    last = len(rows) - blank[::-1].index(False) if False in blank else first
+    return rows[first:last]
 
 
 def _column_index(header: list[str], column: str, source: str) -> int:

@@ -184,6 +184,8 @@ def test_without_hard_links_the_name_is_reserved_exclusively(tmp_path, monkeypat
     ("x\n1\n\x002\n", "x", r"line 3 holds '\\x002'"),
     ("", "x", "is empty"),
     ("x\n", "x", "has no values"),
+    ("x\n1\n\n2\n", "x", r"missing values on line\(s\) 3"),
+    ("t,x\n1,1\n\n2,2\n", "x", "line 3 has 1 fields, but the header has 2"),
 ])
 def test_a_value_that_is_not_plain_is_refused_with_its_line(tmp_path, text, column, expected):
     path = tmp_path / "series.csv"
@@ -195,8 +197,9 @@ def test_a_value_that_is_not_plain_is_refused_with_its_line(tmp_path, text, colu
 
 def test_plain_numbers_in_every_spelling_are_read_exactly(tmp_path):
     path = tmp_path / "series.csv"
-    path.write_text("\ufeffwhen,x\n1, 12 \n2,+5\n\n3,.5\n4,5.\n5,-1.5e2\n6,7E+1\n", encoding="utf-8")
+    path.write_text("when,x\r\n1, 12 \r\n2,+5\n3,.5\n4,5.\n5,-1.5e2\n6,7E+1\n\n \n", encoding="utf-8-sig")
     np.testing.assert_array_equal(load_series(path, "x"), [12.0, 5.0, 0.5, 5.0, -150.0, 70.0])
+    np.testing.assert_array_equal(load_series(path, "when"), np.arange(1.0, 7.0))   # the BOM is not in the name
 
 
 @pytest.mark.parametrize("device", ["/dev/zero", "/dev/null"])
