@@ -15,10 +15,12 @@ Divergence: training stops with NonFiniteLossError at the first minibatch whose
 loss is NaN or infinite, and with its subclass ExplodingLossError at the first
 minibatch whose loss exceeds ``EXPLODING_FACTOR`` (1e4) times the larger of 1 and
 the run's first minibatch loss (the loss at the initial parameters). Sound training
-lowers its loss, and a loss 10^4 times its start means outputs about 100 times off
+lowers its loss; a squared error 10^4 times its start means outputs about 100 times off
 the targets' scale; the floor of 1 keeps a run that starts near zero loss from being
-stopped for a harmless rise. Both messages name the epoch and minibatch. A backend supplies a *trainer*: an object that holds the model
-and the data wherever that backend keeps them and runs one epoch per call:
+stopped for a harmless rise. Both messages name the epoch and minibatch.
+
+A backend supplies a *trainer*: an object that holds the model and the data
+wherever that backend keeps them and runs one epoch per call:
 
     trainer = make_trainer(params, data, config)
     batch_losses, valid_loss = trainer.run_epoch(order)   # order (N_train,) int64
@@ -42,8 +44,8 @@ Compiled code cannot take strings, so tasks and phases also have integer codes
 """
 from __future__ import annotations
 
-import time
 import operator
+import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, NamedTuple, Protocol
 
