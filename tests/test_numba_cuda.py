@@ -257,10 +257,10 @@ def test_non_finite_loss_stops_updates_like_the_reference(version):
     np.testing.assert_array_equal(np.isnan(want_losses), np.isnan(losses))
     ref.assert_close("first loss", losses[0], want_losses[0])
     ref.assert_close("valid after the stop", valid, want_valid)
-    with pytest.raises(ref.NonFiniteLossError) as caught:
+    # train() names the NaN in the data before any epoch instead of reporting a divergence.
+    with pytest.raises(ref.UserError, match=rf"Y_train holds nan at index \({order[BATCH + 1]}, 0\)"):
         cu.train(params, data, ref.TrainConfig(task="regression", epochs=1, batch_size=BATCH, seed=0,
                                                kernel_version=version))
-    assert (caught.value.epoch, caught.value.minibatch) == (0, 1)
 
 
 # ---------------------------------------------------------------------------- counts and residency
