@@ -18,7 +18,7 @@ In order, it:
 5. prints the timing table and writes JSON and CSV results (schema: ``reports/resultfiles.py``).
 
 Exit codes: 0 every backend agrees with the reference; 1 one disagrees; 2 bad input; 3 training
-produced a non-finite loss.
+diverged (a non-finite or exploding loss); 130 interrupted (Ctrl-C).
 
 Measuring (reports/measuring.py, shared with the bench tools): compilation is never inside an
 epoch time; the epoch time is the median of the training run's epochs; ``run_epoch`` returns host
@@ -61,6 +61,7 @@ from reports.verdict import compare_with_reference, verdict_line, verdict_record
 
 MATMUL_N = 2048              # the reference matmul's size (tests shrink it)
 EXIT_OK, EXIT_DISAGREE, EXIT_USAGE, EXIT_DIVERGED = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130          # 128 + SIGINT, as shells report it
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,6 +157,17 @@ def build_workloads(args) -> list[tuple[str, int | None, object]]:
             for value in values]
 
 
+def check_kernel_version(version: int, names: list[str]) -> None:
+    """--kernel-version names a CUDA kernel version, so it needs the numba_cuda backend in the run."""
+    if "numba_cuda" not in names:
+        raise UserError(f"--kernel-version {version} selects a CUDA kernel version, but numba_cuda does not run here; "
+                        f"add --backends numba_cuda (with --cuda-simulator on a machine without a GPU) or drop it.")
+    from lstm_numba_cuda import KERNEL_VERSIONS    # numba_cuda runs, so importing it (and Numba) is due anyway
+    if version not in KERNEL_VERSIONS:
+        raise UserError(f"--kernel-version {version} does not exist; choose one of "
+                        f"{', '.join(map(str, sorted(KERNEL_VERSIONS)))}.")
+
+
 def announce(census: dict, requested: list[str] | None, say) -> None:
     """Say which backends were left out and why, which run on the simulator, and an added reference."""
     for name, status in census.items():
@@ -208,11 +220,15 @@ def measure_point(label: str, sweep_value, workload, names: list[str], census: d
 
 def run(args, say, progress: Progress) -> int:
     """Everything after option parsing; returns the exit code (UserError and non-finite losses propagate)."""
-    out_dir = Path(args.out) if args.out else default_out_dir()
+    if args.out is not None and not args.out.strip():
+        raise UserError("--out is empty; give a folder for the results, or leave --out out for reports/results/.")
+    out_dir = Path(args.out) if args.out is not None else default_out_dir()
     check_out_dir(out_dir)
     check_threads(args.threads)
     points = build_workloads(args)
     names, census = select_backends(args.backends, args.cuda_simulator)
+    if args.kernel_version is not None:
+        check_kernel_version(args.kernel_version, names)
     announce(census, args.backends, say)
 
     matmul = matmul_gflops(MATMUL_N) if any(not census[n].simulator for n in names) else None
@@ -290,6 +306,10 @@ def main(argv=None) -> int:
     except NonFiniteLossError as exc:
         print(f"run_comparison.py: {exc}", file=sys.stderr)
         return EXIT_DIVERGED
+    except KeyboardInterrupt:          # results are published whole or not at all (lstm_numpy.files)
+        print("run_comparison.py: interrupted; results files are written whole or not at all, so none is half-written.",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ class NumbaCpuTrainer:
         self.W_ihT, self.W_hhT = transposed(self.params)
         N, T, D = self.data.X_train.shape
         _, H, Y = self.params.sizes
-        B = config.batch_size
+        B = min(config.batch_size, N)       # a minibatch never holds more rows than the data
         self.ws = workspace(B, T, D, H, Y, self.data.Y_train.shape[1], self.data.Y_train.dtype, self.params.dtype)
         self.terms_per_sample = loss_terms(config.task, 1, T, Y)
         self.stats = {"threading_layer": threading_layer(), "threads_mode": self.policy.mode}
@@ -98,7 +98,7 @@ class NumbaCpuTrainer:
     def _use_threads(self, threads: int) -> tuple[int, int]:
         """Set Numba's thread count (per calling thread) and return the row group and gradient block for it."""
         numba.set_num_threads(threads)
-        group = row_group(self.config.batch_size, threads)
+        group = row_group(self.ws.h.shape[1], threads)
         block = grad_block(self.params.sizes[1], threads)
         self.stats.update(threads=threads, threads_used=dict(self.policy.used), row_group=group, grad_block=block)
         return group, block

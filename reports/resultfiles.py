@@ -9,10 +9,12 @@ The bench tools write files of the same schema, one pair per workload (and threa
 version), the stem ending in ``<workload>-cpu_bench``, ``<workload>-cpu_bench-1thread`` or
 ``<workload>-gpu_check-v<N>``; their documents add ``tool`` (and gpu_check's ``validation``).
 
-Each file is written to a temporary file in the same folder and then linked into its
-name, which fails rather than replaces when the name exists: an earlier run is never
-overwritten (a second run in the same second gets the suffix ``-2``, ``-3``...) and a
-reader never sees half a file. Non-finite numbers are written as null.
+Both files are published together by ``lstm_numpy.files.publish_files``: each is written in full to a
+temporary file in the same folder, then linked into its name, which fails rather than replaces when
+the name exists; if the second name cannot be created the first is removed again, so a run's files
+appear together or not at all (Ctrl-C and a full disk included). An earlier run is never
+overwritten (a second run in the same second gets the suffix ``-2``, ``-3``...) and a reader never
+sees half a file. Files get mode 0666 less the umask. Non-finite numbers are written as null.
 
 JSON schema (``"schema": "parallel-lstm/run_comparison/1"``); seconds are wall-clock
 seconds, *_per_epoch means averaged over the epochs of the training run:
@@ -81,12 +83,13 @@ import math
 import os
 import re
 import socket
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
+from lstm_numpy.errors import NameTakenError, UserError
+from lstm_numpy.files import publish_files
 from lstm_numpy.flops import epoch_flops, training_flops
 
 SCHEMA = "parallel-lstm/run_comparison/1"
@@ -210,34 +213,14 @@ def results_stem(workload: str, when: datetime | None = None, host: str | None =
     return f"{when:%Y-%m-%d_%H%M%S}_{host}_{workload}"
 
 
-def _publish(path: str, text: str) -> None:
-    """Write text to a temporary file next to path, then give it its name; FileExistsError if taken."""
-    folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(tmp, path)          # atomic, and never replaces an existing file
-        except FileExistsError:
-            raise
-        except OSError:                 # a file system without hard links: check, then rename
-            if os.path.exists(path):
-                raise FileExistsError(path) from None
-            os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_results(out_dir: str, stem: str, document: dict) -> tuple[str, str]:
-    """Write <stem>.json and <stem>.csv into out_dir, never over an earlier run's files.
-
-    Returns the two paths written.
+    """Write <stem>.json and <stem>.csv into out_dir together (both or neither, lstm_numpy.files),
+    never over an earlier run's files. Returns the two paths written.
     """
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the results folder {out_dir} ({exc.strerror}); choose another with --out.") from None
     document = jsonable(document)
     json_text = json.dumps(document, indent=1, allow_nan=False) + "\n"
     csv_text = _csv_text(csv_rows(document))
@@ -247,13 +230,12 @@ def write_results(out_dir: str, stem: str, document: dict) -> tuple[str, str]:
         csv_path = os.path.join(out_dir, name + ".csv")
         if os.path.exists(json_path) or os.path.exists(csv_path):
             continue
-        try:
-            _publish(json_path, json_text)
-        except FileExistsError:         # another run took the name just now
+        try:   # the JSON last: a reader that finds it finds its CSV
+            publish_files([(csv_path, csv_text), (json_path, json_text)], what="results file")
+        except NameTakenError:          # another run took the name just now
             continue
-        _publish(csv_path, csv_text)
         return json_path, csv_path
-    raise FileExistsError(f"no free results file name for {stem} in {out_dir}")
+    raise UserError(f"no free results file name for {stem} in {out_dir}; choose another folder with --out.")
 
 
 def read_results(path) -> dict:
