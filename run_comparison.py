@@ -55,7 +55,7 @@ from reports.measuring import derived_rates, matmul_gflops, measure_backend
 from reports.options import OneSentenceParser, backend_list, non_negative_int, positive_float, positive_int
 from reports import resultfiles
 from reports.resultfiles import config_record, default_results_dir as default_out_dir, results_document, run_record
-from reports.simulator import enable_cuda_simulator
+from lstm_numpy.backends import enable_cuda_simulator
 from reports.sweep import SWEEP_OPTION, sweep_spec, sweep_summary
 from reports.verdict import compare_with_reference, verdict_line, verdict_record
 

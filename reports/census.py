@@ -5,7 +5,7 @@
     check_threads(threads)                          a UserError when more threads are asked than Numba allows
 
 Backends are reached only through ``lstm_numpy.backends``; nothing here imports Numba
-at module level (see reports/simulator.py).
+at module level (see lstm_numpy/backends.py).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import os
 from lstm_numpy.backends import BACKENDS, get_backend
 from lstm_numpy.errors import UserError
 
-from .simulator import cuda_simulator_on
+from lstm_numpy.backends import cuda_simulator_on
 
 REFERENCE = "numpy"
 # Names a backend package must export for the harness to run it (see lstm_numpy/__init__.py).

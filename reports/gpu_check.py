@@ -37,7 +37,7 @@ from reports.console import Progress
 from reports.machine import describe_machine
 from reports.measuring import derived_rates, epoch_spread, matmul_gflops, measure_backend
 from reports.options import OneSentenceParser, choice_list, positive_int
-from reports.simulator import cuda_simulator_on
+from lstm_numpy.backends import cuda_simulator_on
 from reports.verdict import compare_with_reference, verdict_line, verdict_record
 
 TOOL = "reports.gpu_check"

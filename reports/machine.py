@@ -22,7 +22,7 @@ import subprocess
 
 import numpy as np
 
-from .simulator import cuda_simulator_on
+from lstm_numpy.backends import cuda_simulator_on
 
 LIBRARIES = ("numpy", "numba", "numba-cuda", "llvmlite", "pandas", "cuda-bindings", "pytest-benchmark")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",

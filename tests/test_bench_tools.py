@@ -16,7 +16,7 @@ import lstm_numpy
 from data import make_workload
 from reports import build, cpu_bench, gpu_check, measuring, resultfiles
 from reports.census import BackendStatus, select_backends
-from reports.simulator import cuda_simulator_on
+from lstm_numpy.backends import cuda_simulator_on
 
 
 def test_speedup_and_parallel_efficiency_by_hand():
