@@ -23,7 +23,7 @@ from lstm_numpy.backends import BACKENDS, get_backend
 from . import figures, tables, timing_figures
 from .forecast import AIRLINE_MODEL, baseline_metrics, forecast_run, median_metrics, persistence, seasonal_naive
 from .options import OneSentenceParser, positive_int
-from .readings import first_run, kernel_version, machine_line, reference_text, shapes_text, timed_results
+from .readings import busy_note, first_run, kernel_version, machine_line, reference_text, shapes_text, timed_results
 from .selection import parallel_backends, results_paths, role_of, select
 from .thread_scaling import from_pair, scaling_series
 from .timing_figures import sweep_slopes
@@ -31,6 +31,10 @@ from .timing_figures import sweep_slopes
 WORKLOAD_ORDER = ("seed", "light", "heavy", "gpu")
 DTYPES = ("float64", "float32")
 SUMMARY_CSV = "results-summary.csv"
+# Names of the figures this build writes; a file of these names that the build did not write is stale.
+GENERATED_FIGURES = ("passengers", "change", "losses-", "loss-difference-", "epoch-time", "speedup", "breakdown-",
+                     "jit-payoff-", "sweep-", "scaling-", "strong-scaling-", "weak-scaling-", "cuda-versions",
+                     "forecast")
 
 
 def by_workload(chosen: dict, dtype: str) -> dict:
@@ -179,8 +183,9 @@ def time_section(selection, drawn: dict) -> list[str]:
             rate = (f"NumPy 2048x2048 matmul: {matmul['float64_gflops']:.1f} GFLOP/s float64, "
                     f"{matmul['float32_gflops']:.1f} float32, the {dtype} rate is the denominator; "
                     if matmul.get("float64_gflops") and matmul.get("float32_gflops") else "")
+            busy = f" **Warning: {busy_note(doc)}.**" if busy_note(doc) else ""
             lines += [f"**{workload}** ({shapes_text(doc)}, {dtype}; {rate}{reference_text(doc)}; machine: "
-                      f"{machine_line(doc)}; file `{doc['_file']}`)", "",
+                      f"{machine_line(doc)}; file `{doc['_file']}`){busy}", "",
                       tables.detail_table(doc, own_efficiency(doc, selection)), ""]
         for name, alt in (("epoch-time", "epoch times"), ("speedup", "speedup bars"),
                           ("breakdown", "phase breakdown"), ("jit-payoff", "JIT payoff")):
@@ -299,6 +304,15 @@ def write_text(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+def remove_stale_figures(folder: str, drawn: dict) -> None:
+    """Delete figures an earlier build wrote that this one did not (their results are no longer chosen), so
+    that the folder holds exactly the report's figures; files of other names are left alone."""
+    for name in os.listdir(folder):
+        stem, ext = os.path.splitext(name)
+        if ext in (".png", ".pdf") and stem not in drawn and stem.startswith(GENERATED_FIGURES):
+            os.remove(os.path.join(folder, name))
+
+
 def build_report(out_dir, results=None, seeds: int = 5, forecast_backend: str = "numpy",
                  forecast_overrides: dict | None = None, include_simulator: bool = False,
                  include_data: bool = False, say=None) -> str:
@@ -318,6 +332,7 @@ def build_report(out_dir, results=None, seeds: int = 5, forecast_backend: str = 
     drawn.update(performance_figures(folder, selection))
     forecast_lines, forecast_drawn = forecast_section(folder, seeds, forecast_backend, forecast_overrides)
     drawn.update({d.name: d for d in forecast_drawn})
+    remove_stale_figures(folder, drawn)
     write_text(os.path.join(out_dir, SUMMARY_CSV), tables.summary_csv(selection.documents()))
     path = os.path.join(out_dir, "REPORT.md")
     write_text(path, report_markdown(selection, drawn, forecast_lines))

@@ -126,6 +126,7 @@ def test_busy_machines_noisy_results_and_missing_spread_are_marked(report):
     light = text[text.index("**light** (N_train=95"):]
     assert re.search(r"\| numba_cpu \| 2\.00 ms † \|", light)
     assert "BUSY MACHINE: light: machine busy during this run (load 3.1 on 2 cores)" in text
+    assert "file `b_light.json`) **Warning: machine busy during this run (load 3.1 on 2 cores).**" in text
     assert "another process took 40% of a core" in text
     assert "seed: quartiles of 7 repeats" in text              # epoch_spread as recorded
     assert "light: quartiles of the 6 recorded epochs" in text     # older files: the epoch list
@@ -234,6 +235,18 @@ def test_an_out_path_that_is_a_file_is_refused(tmp_path, capsys):
     target.write_text("mine")
     assert build_main(["--results", str(tmp_path), "--out", str(target)]) == 2
     assert "is a file" in capsys.readouterr().err and target.read_text() == "mine"
+
+
+def test_figures_of_an_earlier_build_that_this_one_does_not_write_are_removed(monkeypatch, tmp_path):
+    monkeypatch.setattr(build, "forecast_section", stub_forecast)
+    figures_folder = tmp_path / "figures"
+    figures_folder.mkdir()
+    for name in ("scaling-heavy-samples.png", "epoch-time.pdf", "my-own-plot.png", "notes.txt"):
+        (figures_folder / name).write_text("earlier")
+    build_report(tmp_path, results_folder(tmp_path / "results"))
+    left = {p.name for p in figures_folder.iterdir()}
+    assert {"my-own-plot.png", "notes.txt", "epoch-time-float64.png"} <= left
+    assert not {"scaling-heavy-samples.png", "epoch-time.pdf"} & left
 
 
 def test_the_command_line_names_damaged_files_and_builds(monkeypatch, tmp_path, capsys):
