@@ -87,9 +87,10 @@ def original_format_table(document: dict) -> str:
             rows.append([name, "not timed (simulator)", "", "", "", ""])
             continue
         speedup = r.get("speedup")
+        mark = f" {NOISY_MARK}" if noise_reasons(r) is not None else ""
         rows.append([name, seconds(r.get("user_seconds_per_epoch") and r["user_seconds_per_epoch"] * epochs),
                      seconds(r.get("sys_seconds_per_epoch") and r["sys_seconds_per_epoch"] * epochs),
-                     seconds(sum(r.get("epoch_seconds") or [])) + (f" {NOISY_MARK}" if noise_reasons(r) is not None else ""),
+                     seconds(sum(r.get("epoch_seconds") or [])) + mark,
                      seconds(r.get("compile_seconds")), "n/a" if speedup is None else f"{speedup:.2f}x"])
     return markdown_table(["implementation", "CPU user", "CPU sys", f"wall ({epochs} epochs)", "JIT compile (apart)",
                            "speedup over NumPy"], rows)

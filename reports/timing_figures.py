@@ -183,7 +183,8 @@ def breakdown_figure(folder, dtype: str, mains: dict) -> Drawn | None:
         for backend in backend_sort(results):
             result = results[backend]
             if not isinstance(result.get("breakdown"), dict):
-                notes.append(f"{backend} on {workload}: no breakdown ({result.get('breakdown_skipped') or 'none recorded'}).")
+                why = result.get("breakdown_skipped") or "none recorded"
+                notes.append(f"{backend} on {workload}: no breakdown ({why}).")
             elif number(result["breakdown"].get("transfer_seconds")):
                 notes.append(f"{backend} on {workload} also copies to and from the device once per run: "
                              f"{short_seconds(result['breakdown']['transfer_seconds'])} (not per epoch, not drawn).")
@@ -240,7 +241,8 @@ def jit_payoff_figure(folder, dtype: str, mains: dict) -> Drawn | None:
                             textcoords="offset points", fontsize=7, va="bottom")
                 notes.append(f"{workload}: {backend}'s JIT compile pays off after {crossing:.3g} epochs.")
             elif backend != REFERENCE:
-                notes.append(f"{workload}: {backend} is not faster per epoch than NumPy, so its compile never pays off.")
+                notes.append(f"{workload}: {backend} is not faster per epoch than NumPy, so its compile never "
+                             f"pays off.")
         ax.set(title=panel_title(workload, mains[workload]), xlabel="epochs trained",
                ylabel="cumulative wall time (s)")
         ax.set_ylim(bottom=0)

@@ -40,12 +40,12 @@ def results_folder(folder):
     write(folder, "c_heavy", document("heavy", created=DAY + "09:20:00+00:00", times={"numpy": 6.0, "numba_cpu": 2.5}))
     write(folder, "d_heavy-1thread", document("heavy", created=DAY + "09:30:00+00:00", threads=1,
                                               times={"numpy": 6.0, "numba_cpu": 4.0}))
+    scaling = {"numba_cpu": {"threads": [1, 2, 4], "median_seconds": [1.0, 0.6, 0.4], "q1_seconds": [0.95, 0.55, 0.38],
+                             "q3_seconds": [1.05, 0.65, 0.42], "serial_fraction": 0.2, "mode": "strong"}}
     write(folder, "e_heavy-f32", document("heavy", "float32", created=DAY + "09:40:00+00:00", epochs=1,
-                                          scaling={"numba_cpu": {"threads": [1, 2, 4], "median_seconds": [1.0, 0.6, 0.4],
-                                                                 "q1_seconds": [0.95, 0.55, 0.38],
-                                                                 "q3_seconds": [1.05, 0.65, 0.42],
-                                                                 "serial_fraction": 0.2, "mode": "strong"}}))
-    write(folder, "f_light-hidden", sweep_document("light", "hidden", HIDDEN, hidden_times, created=DAY + "10:00:00+00:00"))
+                                          scaling=scaling))
+    write(folder, "f_light-hidden", sweep_document("light", "hidden", HIDDEN, hidden_times,
+                                                   created=DAY + "10:00:00+00:00"))
     for version in (1, 2):
         gpu = document("heavy", created=DAY + f"11:0{version}:00+00:00", tool="reports.gpu_check",
                        times={"numpy": 6.0, "numba_cuda": 0.5 / version})
@@ -161,7 +161,8 @@ def test_summary_csv_has_one_row_per_run_and_backend_of_the_files_used(report):
 
 def test_report_md_holds_the_original_format_and_forecast_tables(report):
     text = (report / "REPORT.md").read_text()
-    assert "| implementation | CPU user | CPU sys | wall (3 epochs) | JIT compile (apart) | speedup over NumPy |" in text
+    assert ("| implementation | CPU user | CPU sys | wall (3 epochs) | JIT compile (apart) | speedup over NumPy |"
+            in text)
     assert "| Numba-CUDA V3 (read-only arrays kept on the device) | 17.2 s | 1703% |" in text
     assert "| method | horizon | RMSE | MAE | MAPE | MASE |" in text
     assert "| seasonal naive | one-step | 50.0 |" in text
@@ -259,3 +260,19 @@ def test_the_command_line_names_damaged_files_and_builds(monkeypatch, tmp_path, 
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("python -m reports: skipped broken.json: not valid JSON")
     assert "wrote" in captured.out and (tmp_path / "out" / "results-summary.csv").exists()
+
+
+def test_new_fields_speedup_spread_blas_threads_and_weak_scaling_are_drawn(tmp_path):
+    doc = document("heavy", times={"numpy": 6.0, "numba_cpu": 2.0},
+                   scaling={"numba_cpu": {"threads": [1, 2, 4], "median_seconds": [1.0, 1.1, 1.3],
+                                          "mode": "weak", "serial_fraction": None}})
+    doc["config"]["reference_blas_threads"] = 1
+    doc["runs"][0]["results"]["numba_cpu"]["speedup_spread"] = {"q1": 2.9, "median": 3.0, "q3": 3.2}
+    speedup = timing_figures.speedup_figure(str(tmp_path), "float64", {"heavy": doc})
+    assert speedup.notes[:2] == ["Error bars from the recorded speedup quartiles.",
+                                 "heavy: the NumPy reference ran on 1 BLAS thread."]
+    series = build.scaling_series(doc)
+    assert [(s.mode, s.serial_fraction) for s in series] == [("weak", None)]
+    [weak] = timing_figures.thread_scaling_figure(str(tmp_path), "heavy", "float64", series, {"run": doc}, "a test")
+    assert weak.name == "weak-scaling-heavy-float64" and "No spread recorded for numba_cpu." in weak.notes
+    assert png_size(tmp_path / "weak-scaling-heavy-float64.png")[0] > 600
