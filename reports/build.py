@@ -340,7 +340,7 @@ def build_report(out_dir, results=None, seeds: int = 5, forecast_backend: str = 
 
 
 def read_documents(results_dir) -> list[dict]:
-    """Every usable results document of a folder, oldest first (the bench tools' tests read files this way)."""
+    """The documents of a folder the report would use (simulator and --data runs included), oldest first."""
     return select([str(results_dir)], include_simulator=True, include_data=True).documents()
 
 

@@ -116,6 +116,22 @@ def nice_log_ticks(low: float, high: float) -> list[float]:
     return [float(f"{low:.3g}"), float(f"{high:.3g}")]
 
 
+def spaced_ticks(values, min_ratio: float = 1.4) -> list:
+    """The values, sorted, leaving out any closer than ``min_ratio`` to the one kept before it (the last kept),
+    so that labels at these values cannot crowd on a log axis."""
+    kept = []
+    for value in sorted(set(values)):
+        if not kept or value >= kept[-1] * min_ratio:
+            kept.append(value)
+    last = max(values) if kept else None
+    if kept and kept[-1] != last:               # end on the largest value measured
+        if len(kept) == 1:
+            kept.append(last)
+        elif last >= kept[-2] * min_ratio:
+            kept[-1] = last
+    return kept
+
+
 def log_axis(axis, low: float, high: float, label_of, ticks=None) -> None:
     """A log axis with labelled ticks at ``ticks`` (default: nice values), no labelled minor ticks,
     so that short spans do not crowd labels on top of each other."""

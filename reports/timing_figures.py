@@ -16,7 +16,7 @@ import numpy as np
 from lstm_numpy.flops import epoch_flops
 
 from .figures import (Drawn, backend_sort, colour, log_axis, outside_legend, plt, save, short_seconds,
-                      time_unit)
+                      spaced_ticks, time_unit)
 from .readings import (REFERENCE, busy_note, machine_line, noise_reasons, number, reference_text, spread,
                        speedup_spread, timed_results)
 from .sweep import fit_slope
@@ -313,7 +313,7 @@ def sweep_figure(folder, document: dict) -> Drawn | None:
                 label=f"work model, FLOPs (slope {expected:.2f})")
     sizes = sorted({p[0] for rows in points.values() for p in rows})
     times = [v for rows in points.values() for p in rows for v in (p[1], p[2], p[3]) if v] + work_times
-    log_axis(ax.xaxis, min(sizes), max(sizes), lambda v: f"{v:g}", ticks=sizes if len(sizes) <= 8 else None)
+    log_axis(ax.xaxis, min(sizes), max(sizes), lambda v: f"{v:g}", ticks=spaced_ticks(sizes))
     log_axis(ax.yaxis, min(times) * 0.8, max(times) * 1.25, short_seconds)
     ax.set_ylim(min(times) * 0.8, max(times) * 1.25)
     ax.set(title=f"{config['workload']} ({config['dtype']}): time per epoch against {param}",
@@ -384,7 +384,7 @@ def thread_scaling_figure(folder, workload: str, dtype: str, series: list[Scalin
                  for s in chosen if 1 in s.threads]
         times = [v for s in chosen for v in s.median + s.q1 + s.q3 if v] + ideal
         for ax in axes:
-            log_axis(ax.xaxis, min(threads), max(threads), lambda v: f"{v:g}", ticks=threads)
+            log_axis(ax.xaxis, min(threads), max(threads), lambda v: f"{v:g}", ticks=spaced_ticks(threads))
             ax.set(xlabel="threads p (log scale)")
             ax.legend(fontsize=7, loc="best")
         log_axis(axes[0].yaxis, min(times) * 0.7, max(times) * 1.3, short_seconds)

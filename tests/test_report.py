@@ -208,6 +208,12 @@ def test_log_axes_carry_few_labels_that_never_overlap(low, high):
     figures.plt.close(fig)
 
 
+def test_thread_and_size_ticks_leave_out_values_too_close_to_label():
+    assert figures.spaced_ticks([1, 2, 4, 8, 16]) == [1, 2, 4, 8, 16]
+    assert figures.spaced_ticks(range(1, 17)) == [1, 2, 3, 5, 7, 10, 16]
+    assert figures.spaced_ticks([100, 110, 120, 130]) == [100, 130]
+
+
 def test_the_committed_results_still_build(monkeypatch, tmp_path):
     monkeypatch.setattr(build, "forecast_section", stub_forecast)
     build_report(tmp_path, os.path.join("reports", "results"))
