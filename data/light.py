@@ -19,9 +19,12 @@ import numpy as np
 
 from lstm_numpy.errors import UserError
 
+from .series import check_series
+
 WINDOW = 12
 N_TEST = 24
 N_VALID = 12
+NO_SPREAD = 1e-10      # a spread below this fraction of the mean |change| is no variation
 
 
 @dataclass(frozen=True)
@@ -38,19 +41,21 @@ class LightPipeline:
     @classmethod
     def fit(cls, passengers: np.ndarray, window: int = WINDOW, n_valid: int = N_VALID,
             n_test: int = N_TEST) -> "LightPipeline":
-        passengers = np.asarray(passengers, dtype=np.float64)
+        minimum = window + n_valid + n_test + 2
+        passengers = check_series(passengers, minimum, f"windows of {window} with {n_valid} validation and "
+                                  f"{n_test} test months", "give a longer series or a shorter window")
         if np.any(passengers <= 0):
             first = int(np.flatnonzero(passengers <= 0)[0])
             raise UserError(f"the light pipeline takes logarithms, but value {first} of the series is "
                             f"{passengers[first]:g}; give a series of positive values.")
         n_train = passengers.size - 1 - window - n_valid - n_test
-        if n_train < 1:
-            raise UserError(f"the series has {passengers.size} values, but windows of {window} with "
-                            f"{n_valid} validation and {n_test} test months need at least "
-                            f"{window + n_valid + n_test + 2}; give a longer series or a shorter window.")
         d = np.diff(np.log(passengers))
         # Training targets are d[window .. window+n_train-1]; their inputs start at d[0].
         fitted = d[:window + n_train]
+        # The spread is the divisor of the scaling: one at rounding level (a constant growth rate) is none.
+        if fitted.std() <= NO_SPREAD * np.abs(fitted).mean():
+            raise UserError(f"the series changes by the same factor every month over its first {fitted.size + 1} "
+                            f"values, so the change has no variation and cannot be scaled; give a series that varies.")
         return cls(passengers, window, n_valid, n_test, float(fitted.mean()), float(fitted.std()))
 
     @property

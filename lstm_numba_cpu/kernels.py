@@ -26,6 +26,8 @@ compiled too (``train_epoch``).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
@@ -35,6 +37,24 @@ SERIAL = dict(cache=True, error_model="numpy")   # numpy error model: no ZeroDiv
 PARALLEL = dict(SERIAL, parallel=True)
 
 from lstm_numpy.contract import BACKWARD, CLASSIFICATION, FORWARD, REGRESSION, UPDATE  # noqa: F401 (codes read by kernels)
+
+
+class Workspace(NamedTuple):
+    """The preallocated buffers of one minibatch (layouts in the module docstring); row_loss (B_max,) float64
+    holds each row's summed loss terms, dh_next and dc_next (B_max, H) are BPTT's carries."""
+
+    Xb: np.ndarray
+    Yb: np.ndarray
+    h: np.ndarray
+    c: np.ndarray
+    gates: np.ndarray
+    tanh_c: np.ndarray
+    out: np.ndarray
+    dh: np.ndarray
+    dz: np.ndarray
+    dh_next: np.ndarray
+    dc_next: np.ndarray
+    row_loss: np.ndarray
 
 
 # ----------------------------------------------------------------------------- tanh that vectorises
@@ -378,12 +398,19 @@ def log_softmax(v):
 
 
 @njit(**SERIAL)
-def regression_loss(out, Yb, r0, r1, n_rows, row_loss):
-    """MSE on out[T-1] against Yb (B_max, Y), rows r0..r1-1 of a batch of n_rows: row_loss[r] = sum over
-    y of diff^2, and out[T-1, r] becomes d loss / d out = 2 diff / (B Y) (the loss is the mean over B, Y)."""
+def exp_in_place(v):
+    """v (Y,) log-probabilities -> probabilities, as the reference's exp(log_softmax)."""
+    for y in range(v.shape[0]):
+        v[y] = np.exp(v[y])
+
+
+@njit(**SERIAL)
+def regression_loss(out, Yb, r0, r1, n_terms, row_loss):
+    """MSE on out[T-1] against Yb (B_max, Y), rows r0..r1-1 of a batch whose loss is a mean over n_terms = B Y
+    terms: row_loss[r] = sum over y of diff^2, and out[T-1, r] becomes d loss / d out = 2 diff / (B Y)."""
     T = out.shape[0]
     Y = out.shape[2]
-    scale = out.dtype.type(2.0 / (n_rows * Y))
+    scale = out.dtype.type(2.0 / n_terms)
     for r in range(r0, r1):
         total = 0.0
         for y in range(Y):
@@ -394,12 +421,13 @@ def regression_loss(out, Yb, r0, r1, n_rows, row_loss):
 
 
 @njit(**SERIAL)
-def classification_loss(out, Yb, r0, r1, n_rows, row_loss):
-    """Softmax cross-entropy of logits out (T, B_max, Y) against class ids Yb (B_max, T), rows r0..r1-1 of
-    a batch of n_rows: row_loss[r] = sum over t of -log p[target]; out becomes (softmax - one_hot) / (B T)."""
+def classification_loss(out, Yb, r0, r1, n_terms, row_loss):
+    """Softmax cross-entropy of logits out (T, B_max, Y) against class ids Yb (B_max, T), rows r0..r1-1 of a
+    batch whose loss is a mean over n_terms = B T terms: row_loss[r] = sum over t of -log p[target]; out
+    becomes (softmax - one_hot) / (B T)."""
     T = out.shape[0]
     Y = out.shape[2]
-    count = out.dtype.type(n_rows * T)
+    count = out.dtype.type(n_terms)
     one = out.dtype.type(1.0)
     for r in range(r0, r1):
         total = 0.0
@@ -408,8 +436,7 @@ def classification_loss(out, Yb, r0, r1, n_rows, row_loss):
             log_softmax(v)
             target = np.int64(Yb[r, t])    # class ids arrive in the model's dtype (one compiled epoch for both tasks)
             total -= v[target]
-            for y in range(Y):
-                v[y] = np.exp(v[y])
+            exp_in_place(v)
             v[target] = v[target] - one
             for y in range(Y):
                 v[y] = v[y] / count
@@ -427,27 +454,27 @@ def head_backward(W_y, out, r0, r1, t_first, dh):
 
 
 @njit(**PARALLEL)
-def rows_pass(params, W_ihT, W_hhT, ws, n_rows, task, with_grads, group):
+def rows_pass(params, W_ihT, W_hhT, ws, n_rows, task, terms_per_sample, with_grads, group):
     """Everything that is separate per sample, for rows 0..n_rows-1 of the workspace ``ws``: forward,
     head outputs, per-row loss, d loss / d out and, with_grads, the head's dh and BPTT down to dz.
     One prange over groups of ``group`` rows: a group runs all of it without meeting the other threads."""
     W_ih, W_hh, b, W_y, b_y = params
-    Xb, Yb, h, c, gates, tanh_c, out, dh, dz, dh_next, dc_next, row_loss = ws
-    T = Xb.shape[0]
+    T = ws.Xb.shape[0]
     t_first = T - 1 if task == REGRESSION else 0
+    n_terms = n_rows * terms_per_sample
     n_groups = (n_rows + group - 1) // group
     for gi in prange(n_groups):
         r0 = gi * group
         r1 = min(r0 + group, n_rows)
-        forward_rows(W_ihT, W_hhT, b, Xb, r0, r1, h, c, gates, tanh_c)
-        head_outputs(W_y, b_y, h, r0, r1, t_first, out)
+        forward_rows(W_ihT, W_hhT, b, ws.Xb, r0, r1, ws.h, ws.c, ws.gates, ws.tanh_c)
+        head_outputs(W_y, b_y, ws.h, r0, r1, t_first, ws.out)
         if task == REGRESSION:
-            regression_loss(out, Yb, r0, r1, n_rows, row_loss)
+            regression_loss(ws.out, ws.Yb, r0, r1, n_terms, ws.row_loss)
         else:
-            classification_loss(out, Yb, r0, r1, n_rows, row_loss)
+            classification_loss(ws.out, ws.Yb, r0, r1, n_terms, ws.row_loss)
         if with_grads:
-            head_backward(W_y, out, r0, r1, t_first, dh)
-            backward_rows(W_hh, dh, r0, r1, c, gates, tanh_c, dz, dh_next, dc_next)
+            head_backward(W_y, ws.out, r0, r1, t_first, ws.dh)
+            backward_rows(W_hh, ws.dh, r0, r1, ws.c, ws.gates, ws.tanh_c, ws.dz, ws.dh_next, ws.dc_next)
 
 
 @njit(**SERIAL)
@@ -531,32 +558,23 @@ def gather(X, Y, rows, Xb, Yb):
 
 
 @njit(**SERIAL)
-def minibatch(params, W_ihT, W_hhT, grads, ws, X, Y, rows, task, with_grads, group, block):
+def minibatch(params, W_ihT, W_hhT, grads, ws, X, Y, rows, task, terms_per_sample, with_grads, group, block):
     """Sum (float64) of the loss terms of the samples ``rows`` of X, Y and, with_grads, every gradient
-    into ``grads`` = (dW_ihT, dW_hhT, db, dW_y, db_y) (the first two transposed, see lstm_weight_grads). The loss is that sum / ``loss_terms(...)`` (the mean over B and Y, or B and T).
-
-    ws: the workspace tuple (Xb, Yb, h, c, gates, tanh_c, out, dh, dz, dh_next, dc_next, row_loss).
-    """
+    into ``grads`` = (dW_ihT, dW_hhT, db, dW_y, db_y) (the first two transposed, see lstm_weight_grads).
+    The loss is that sum / (B * terms_per_sample), terms_per_sample = lstm_numpy.loss_terms(task, 1, T, Y)."""
     dW_ihT, dW_hhT, db, dW_y, db_y = grads
-    Xb, Yb, h, c, gates, tanh_c, out, dh, dz, dh_next, dc_next, row_loss = ws
     n_rows = rows.shape[0]
-    T = Xb.shape[0]
-    gather(X, Y, rows, Xb, Yb)
-    rows_pass(params, W_ihT, W_hhT, ws, n_rows, task, with_grads, group)
+    T = ws.Xb.shape[0]
+    gather(X, Y, rows, ws.Xb, ws.Yb)
+    rows_pass(params, W_ihT, W_hhT, ws, n_rows, task, terms_per_sample, with_grads, group)
     total = 0.0
     for r in range(n_rows):        # in row order, whatever the threads
-        total += row_loss[r]
+        total += ws.row_loss[r]
     if with_grads:
         t_first = T - 1 if task == REGRESSION else 0
-        lstm_weight_grads(Xb, h, dz, n_rows, block, dW_ihT, dW_hhT, db)
-        head_weight_grads(h, out, n_rows, t_first, dW_y, db_y)
+        lstm_weight_grads(ws.Xb, ws.h, ws.dz, n_rows, block, dW_ihT, dW_hhT, db)
+        head_weight_grads(ws.h, ws.out, n_rows, t_first, dW_y, db_y)
     return total
-
-
-@njit(**SERIAL)
-def loss_terms(n_rows, out, task):
-    """How many terms the loss averages: B*Y (regression) or B*T (classification). out (T, B_max, Y)."""
-    return n_rows * (out.shape[2] if task == REGRESSION else out.shape[0])
 
 
 @njit(**SERIAL)
@@ -567,20 +585,21 @@ def transpose_weights(params, W_ihT, W_hhT):
 
 
 @njit(**SERIAL)
-def valid_loss(params, W_ihT, W_hhT, grads, ws, X, Y, task, group, block):
+def valid_loss(params, W_ihT, W_hhT, grads, ws, X, Y, task, terms_per_sample, group, block):
     """Loss over all of X, Y (in chunks of B_max rows), with the current parameters."""
     N = X.shape[0]
-    B_max = ws[2].shape[1]
+    B_max = ws.h.shape[1]
     total = 0.0
     for s in range(0, N, B_max):
         n = min(B_max, N - s)
-        total += minibatch(params, W_ihT, W_hhT, grads, ws, X, Y, np.arange(s, s + n), task, False, group, block)
-    return total / loss_terms(N, ws[6], task)
+        total += minibatch(params, W_ihT, W_hhT, grads, ws, X, Y, np.arange(s, s + n), task, terms_per_sample,
+                           False, group, block)
+    return total / (N * terms_per_sample)
 
 
 @njit(**SERIAL)
 def train_epoch(params, W_ihT, W_hhT, grads, ws, X, Y, X_valid, Y_valid, order, bounds,
-                task, upto, lr, clip_norm, group, block, losses):
+                task, terms_per_sample, upto, lr, clip_norm, group, block, losses):
     """One epoch (the Trainer contract in lstm_numpy/contract.py), all in compiled code.
 
     Minibatch k is order[bounds[k]:bounds[k+1]]; losses (n_batches,) float64 prefilled with NaN
@@ -589,8 +608,9 @@ def train_epoch(params, W_ihT, W_hhT, grads, ws, X, Y, X_valid, Y_valid, order, 
     transpose_weights(params, W_ihT, W_hhT)
     for k in range(bounds.shape[0] - 1):
         rows = order[bounds[k]:bounds[k + 1]]
-        total = minibatch(params, W_ihT, W_hhT, grads, ws, X, Y, rows, task, upto != FORWARD, group, block)
-        loss = total / loss_terms(rows.shape[0], ws[6], task)
+        total = minibatch(params, W_ihT, W_hhT, grads, ws, X, Y, rows, task, terms_per_sample, upto != FORWARD,
+                          group, block)
+        loss = total / (rows.shape[0] * terms_per_sample)
         losses[k] = loss
         if upto == FORWARD:
             continue
@@ -598,7 +618,7 @@ def train_epoch(params, W_ihT, W_hhT, grads, ws, X, Y, X_valid, Y_valid, order, 
             break
         if upto == UPDATE:
             sgd_update(params, grads, lr, clip_norm, W_ihT, W_hhT)
-    return valid_loss(params, W_ihT, W_hhT, grads, ws, X_valid, Y_valid, task, group, block)
+    return valid_loss(params, W_ihT, W_hhT, grads, ws, X_valid, Y_valid, task, terms_per_sample, group, block)
 
 
 @njit(**SERIAL)
@@ -606,19 +626,17 @@ def predict_outputs(params, W_ihT, W_hhT, ws, X, task, group):
     """Head outputs for all of X (B, T, D), B = B_max of ``ws``: regression out[T-1] (B, Y) predictions,
     classification out (T, B, Y) class probabilities (the reference's exp(log_softmax))."""
     W_ih, W_hh, b, W_y, b_y = params
-    Xb, Yb, h, c, gates, tanh_c, out, dh, dz, dh_next, dc_next, row_loss = ws
+    out = ws.out
     n_rows = X.shape[0]
     T = X.shape[1]
     for r in range(n_rows):
         for t in range(T):
-            Xb[t, r] = X[r, t]
-    lstm_forward(W_ihT, W_hhT, b, Xb, n_rows, group, h, c, gates, tanh_c)
-    head_outputs(W_y, b_y, h, 0, n_rows, T - 1 if task == REGRESSION else 0, out)
+            ws.Xb[t, r] = X[r, t]
+    lstm_forward(W_ihT, W_hhT, b, ws.Xb, n_rows, group, ws.h, ws.c, ws.gates, ws.tanh_c)
+    head_outputs(W_y, b_y, ws.h, 0, n_rows, T - 1 if task == REGRESSION else 0, out)
     if task == CLASSIFICATION:
         for t in range(T):
             for r in range(n_rows):
-                v = out[t, r]
-                log_softmax(v)
-                for y in range(v.shape[0]):
-                    v[y] = np.exp(v[y])
+                log_softmax(out[t, r])
+                exp_in_place(out[t, r])
     return out

@@ -5,29 +5,17 @@ module only supplies the trainer it calls, plus ``loss_and_grads`` and ``predict
 """
 from __future__ import annotations
 
-import os
-import platform
-
 import numba
 import numpy as np
 
 from lstm_numpy import Params, batch_bounds
-from lstm_numpy.errors import UserError
-from lstm_numpy.contract import Dataset, TrainConfig, check_batch, check_data, check_phase, check_task
+from lstm_numpy.contract import Dataset, TrainConfig, check_batch, check_data, check_phase, check_task, loss_terms
 
-from . import kernels as K
+from . import kernels
+from .threads import ThreadPolicy
 
 ROW_GROUP = 8        # batch rows per prange iteration (forward, BPTT); fewer when B is small
 GRAD_BLOCK = 64      # at most this many rows of dW_hh^T (4H values each) per prange iteration
-
-
-def thread_count(threads: int | None) -> int:
-    """config.threads, else NUMBA_NUM_THREADS (Numba's default: all cores)."""
-    n = threads or numba.config.NUMBA_NUM_THREADS
-    if n > numba.config.NUMBA_NUM_THREADS:
-        raise UserError(f"{n} threads requested but Numba allows at most {numba.config.NUMBA_NUM_THREADS}; "
-                        f"set NUMBA_NUM_THREADS={n} before starting Python or ask for fewer.")
-    return n
 
 
 def row_group(batch: int, threads: int) -> int:
@@ -68,12 +56,15 @@ def grad_block(H: int, threads: int) -> int:
     return max(1, min(GRAD_BLOCK, -(-H // threads)))
 
 
-def workspace(B_max: int, T: int, D: int, H: int, Y: int, Y_cols: int, y_dtype, dtype) -> tuple:
-    """The preallocated buffers of one minibatch (layouts in kernels.py): fixed shapes, reused."""
-    z = lambda *shape: aligned_zeros(shape, dtype)   # noqa: E731
-    return (z(T, B_max, D), np.zeros((B_max, Y_cols), y_dtype), z(T + 1, B_max, H), z(T + 1, B_max, H),
-            z(T, B_max, 4 * H), z(T, B_max, H), z(T, B_max, Y), z(T, B_max, H), z(T, B_max, 4 * H),
-            z(B_max, H), z(B_max, H), np.zeros(B_max, np.float64))
+def workspace(B_max: int, T: int, D: int, H: int, Y: int, Y_cols: int, y_dtype, dtype) -> kernels.Workspace:
+    """The preallocated buffers of one minibatch (layouts in kernels.py): fixed shapes, reused.
+    Y_cols and y_dtype describe the targets: (Y, float) for regression, (T, class ids) for classification."""
+    def z(*shape):
+        return aligned_zeros(shape, dtype)
+    return kernels.Workspace(Xb=z(T, B_max, D), Yb=np.zeros((B_max, Y_cols), y_dtype), h=z(T + 1, B_max, H),
+                             c=z(T + 1, B_max, H), gates=z(T, B_max, 4 * H), tanh_c=z(T, B_max, H),
+                             out=z(T, B_max, Y), dh=z(T, B_max, H), dz=z(T, B_max, 4 * H), dh_next=z(B_max, H),
+                             dc_next=z(B_max, H), row_loss=np.zeros(B_max, np.float64))
 
 
 def gradient_buffers(params: Params) -> tuple:
@@ -93,31 +84,36 @@ class NumbaCpuTrainer:
         self.config = config
         self.task = check_task(config.task)
         self.data = targets_as_floats(check_data(params, data, config.task), params.dtype)
-        self.threads = thread_count(config.threads)
+        self.policy = ThreadPolicy(config.threads)
         self.params = Params(*(aligned_copy(a) for a in params.arrays()))
         self.grads = gradient_buffers(params)
         self.W_ihT, self.W_hhT = transposed(self.params)
         N, T, D = self.data.X_train.shape
         _, H, Y = self.params.sizes
-        B = config.batch_size
+        B = min(config.batch_size, N)       # a minibatch never holds more rows than the data
         self.ws = workspace(B, T, D, H, Y, self.data.Y_train.shape[1], self.data.Y_train.dtype, self.params.dtype)
-        self.group = row_group(B, self.threads)
-        self.block = grad_block(H, self.threads)
-        numba.set_num_threads(self.threads)
-        self.stats = {"threads": self.threads, "threading_layer": threading_layer(),
-                      "row_group": self.group, "grad_block": self.block}
+        self.terms_per_sample = loss_terms(config.task, 1, T, Y)
+        self.stats = {"threading_layer": threading_layer(), "threads_mode": self.policy.mode}
+
+    def _use_threads(self, threads: int) -> tuple[int, int]:
+        """Set Numba's thread count (per calling thread) and return the row group and gradient block for it."""
+        numba.set_num_threads(threads)
+        group = row_group(self.ws.h.shape[1], threads)
+        block = grad_block(self.params.sizes[1], threads)
+        self.stats.update(threads=threads, threads_used=dict(self.policy.used), row_group=group, grad_block=block)
+        return group, block
 
     def run_epoch(self, order: np.ndarray, upto: str = "update") -> tuple[np.ndarray, float]:
         phase = check_phase(upto)
-        numba.set_num_threads(self.threads)    # per calling thread in Numba
+        group, block = self._use_threads(self.policy.next_epoch())
         order = np.ascontiguousarray(order, dtype=np.int64)
         bounds = batch_bounds(order.size, self.config.batch_size)
         losses = np.full(bounds.size - 1, np.nan)
         d = self.data
         clip = -1.0 if self.config.clip_norm is None else float(self.config.clip_norm)
-        valid = K.train_epoch(self.params.arrays(), self.W_ihT, self.W_hhT, self.grads, self.ws,
-                              d.X_train, d.Y_train, d.X_valid, d.Y_valid, order, bounds, self.task,
-                              phase, float(self.config.lr), clip, self.group, self.block, losses)
+        valid = kernels.train_epoch(self.params.arrays(), self.W_ihT, self.W_hhT, self.grads, self.ws,
+                                    d.X_train, d.Y_train, d.X_valid, d.Y_valid, order, bounds, self.task,
+                                    self.terms_per_sample, phase, float(self.config.lr), clip, group, block, losses)
         return losses, float(valid)
 
     def host_params(self) -> Params:
@@ -138,10 +134,12 @@ def loss_and_grads(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> t
     grads = gradient_buffers(params)
     params = Params(*(aligned_copy(a) for a in params.arrays()))
     W_ihT, W_hhT = transposed(params)
-    total = K.minibatch(params.arrays(), W_ihT, W_hhT, grads, ws, X, Y, np.arange(B), code, True,
-                        row_group(B, numba.get_num_threads()), grad_block(H, numba.get_num_threads()))
+    terms_per_sample = loss_terms(task, 1, T, Yn)
+    threads = numba.get_num_threads()
+    total = kernels.minibatch(params.arrays(), W_ihT, W_hhT, grads, ws, X, Y, np.arange(B), code, terms_per_sample,
+                              True, row_group(B, threads), grad_block(H, threads))
     dW_ihT, dW_hhT, db, dW_y, db_y = grads
-    return float(total / K.loss_terms(B, ws[6], code)), Params(dW_ihT.T.copy(), dW_hhT.T.copy(), db, dW_y, db_y)
+    return float(total / (B * terms_per_sample)), Params(dW_ihT.T.copy(), dW_hhT.T.copy(), db, dW_y, db_y)
 
 
 def predict(params: Params, X: np.ndarray, task: str = "regression") -> np.ndarray:
@@ -152,8 +150,8 @@ def predict(params: Params, X: np.ndarray, task: str = "regression") -> np.ndarr
     _, H, Yn = params.sizes
     ws = workspace(B, T, D, H, Yn, 1, params.dtype, params.dtype)
     W_ihT, W_hhT = transposed(params)
-    out = K.predict_outputs(params.arrays(), W_ihT, W_hhT, ws, X, code, row_group(B, numba.get_num_threads()))
-    return out[-1].copy() if code == K.REGRESSION else out.transpose(1, 0, 2).copy()
+    out = kernels.predict_outputs(params.arrays(), W_ihT, W_hhT, ws, X, code, row_group(B, numba.get_num_threads()))
+    return out[-1].copy() if code == kernels.REGRESSION else out.transpose(1, 0, 2).copy()
 
 
 def threading_layer() -> str:
@@ -161,21 +159,10 @@ def threading_layer() -> str:
     try:
         return numba.threading_layer()
     except ValueError:
-        K.lstm_forward(*(np.zeros((1, 4)),) * 2, np.zeros(4), np.zeros((1, 1, 1)), 1, 1,
+        kernels.lstm_forward(*(np.zeros((1, 4)),) * 2, np.zeros(4), np.zeros((1, 1, 1)), 1, 1,
                        np.zeros((2, 1, 1)), np.zeros((2, 1, 1)), np.zeros((1, 1, 4)), np.zeros((1, 1, 1)))
         # (running any parallel kernel, here on a 1-unit model, makes Numba choose its layer)
         return numba.threading_layer()
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def is_available() -> str | None:
@@ -184,8 +171,7 @@ def is_available() -> str | None:
 
 
 def describe() -> dict:
-    """Facts about this backend for results files."""
+    """Facts about this backend for results files (the machine's own facts are reports.machine's)."""
     return {"backend": "numba_cpu", "numba": numba.__version__, "numpy": np.__version__,
             "threads": numba.get_num_threads(), "max_threads": numba.config.NUMBA_NUM_THREADS,
-            "threading_layer": threading_layer(), "cpu": cpu_model(), "cores": os.cpu_count(),
-            "kernel_version": 1}
+            "threading_layer": threading_layer()}

@@ -44,7 +44,7 @@ v3 until gpu_check has timed the versions on a GPU):
        the gradients as a register-tiled product (predicted near 10 ms per heavy epoch against
        v3's 38-67 ms, and about 1 s per gpu epoch against 15-30 s).
 
-Check and time every version on a GPU:  python -m lstm_numba_cuda.gpu_check --out DIR
+Check and time every version on a GPU:  python -m reports.gpu_check --out DIR
 Compile every kernel for sm_90 without a GPU:  NUMBA_ENABLE_CUDASIM=0 python -m lstm_numba_cuda.ptx_check
 Without a GPU (Numba's CUDA simulator, tiny sizes):
     NUMBA_ENABLE_CUDASIM=1 PYTHONPATH=. python -m pytest tests/test_numba_cuda.py

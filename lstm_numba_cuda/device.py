@@ -13,6 +13,7 @@ from numba import cuda
 from numba.cuda.core.errors import NumbaPerformanceWarning
 from numba.cuda.cudadrv.devicearray import is_cuda_ndarray
 
+from lstm_numpy.backends import cuda_simulator_on
 from lstm_numpy.errors import UserError
 
 # numba-cuda warns whenever a launch configuration of fewer than 128 blocks is made. Ours are small
@@ -24,10 +25,7 @@ NO_GPU_MESSAGE = ("no CUDA GPU was found (numba.cuda.is_available() is False); t
                   "(slow, for testing only).")
 
 
-def simulator_enabled() -> bool:
-    """True when Numba runs CUDA kernels on its CPU simulator (NUMBA_ENABLE_CUDASIM=1)."""
-    from numba.cuda.cudadrv import devicearray
-    return devicearray.__name__.startswith("numba.cuda.simulator")
+simulator_enabled = cuda_simulator_on     # the one check, shared with the tools
 
 
 def gpu_present() -> bool:

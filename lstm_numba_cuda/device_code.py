@@ -11,8 +11,8 @@ the loss record and the clip scale, and flat indexing over the five parameter ar
 gather, the row-per-thread head, predictions, loss reduction, clip scale, SGD).
 
 Shared and local arrays and typed constants need the float type at compile time, so each file's
-device code is written inside a small factory ``build(FT)`` and ``per_dtype`` compiles it once per
-dtype. Rules kept everywhere so that the kernels also run on the simulator and do not depend on
+device code is written inside a factory of FT (here ``device_functions`` and ``shared_kernels``,
+``kernels`` in each version file) decorated with ``per_dtype``, which builds it once per dtype. Rules kept everywhere so that the kernels also run on the simulator and do not depend on
 the launch configuration: every global access guarded, no early return before ``syncthreads``,
 each shared array declared on its own line, loop counts from the problem size, reductions in a
 fixed order, no float atomics, and the reference's formulas in the reference's association order
@@ -31,7 +31,7 @@ from numba.np.numpy_support import as_dtype
 
 from lstm_numpy.contract import CLASSIFICATION, REGRESSION
 
-from .arguments import BATCH, EPOCH, FLOATS_1D, FLOATS_3D, INT, PARAMS, REAL, SGD, CACHES
+from .arguments import BATCH, CACHES, EPOCH, FLOATS_1D, FLOATS_3D, INT, PARAMS, REAL, SGD
 from .device import simulator_enabled
 
 # Launch geometry. The simulator runs every thread as a Python thread, so it gets small blocks;

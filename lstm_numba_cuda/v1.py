@@ -157,38 +157,36 @@ class OneKernelPerOperation(StepwiseVersion):
         """C = op(A) @ op(B) [+ bias] [+ addend], one launch; unused bias/addend slots get placeholders."""
         run = self.run
         M, N = C.shape
-        self.run.launcher.launch(self.kernels.matmul, (blocks(N, TILE), blocks(M, TILE)), (TILE, TILE),
-                                 A, int(trans_a), B, int(trans_b), C,
-                                 run.params.b if bias is None else bias, 0 if bias is None else 1,
-                                 run.params.W_hh if addend is None else addend, 0 if addend is None else 1)
+        run.launcher.launch(self.kernels.matmul, (blocks(N, TILE), blocks(M, TILE)), (TILE, TILE),
+                            A, int(trans_a), B, int(trans_b), C,
+                            run.params.b if bias is None else bias, 0 if bias is None else 1,
+                            run.params.W_hh if addend is None else addend, 0 if addend is None else 1)
 
     def forward_steps(self, ws: OperationWorkspace, batch: Batch) -> None:
-        run = self.run
-        L, K, p = run.launcher, self.kernels, run.params
-        nrows = batch.nrows
-        L.launch(run.shared.gather_x, blocks(run.T * nrows * run.D, BLOCK), BLOCK, batch, ws.Xb)
+        run, p = self.run, self.run.params
+        launch, nrows = run.launcher.launch, batch.nrows
+        launch(run.shared.gather_x, blocks(run.T * nrows * run.D, BLOCK), BLOCK, batch, ws.Xb)
         # the input projection does not depend on h: all T steps in one launch, xproj = X W_ih^T + b
         self.matmul(ws.Xb_rows, p.W_ih, ws.xproj_rows, trans_b=True, bias=p.b)
         for t in range(run.T):
             # z_t = h_{t-1} W_hh^T + xproj_t, then the activations and the state update
             self.matmul(ws.h_at[t], p.W_hh, ws.gates_at[t], trans_b=True, addend=ws.xproj_at[t])
-            L.launch(K.gates_forward, blocks(nrows * run.H, BLOCK), BLOCK, ws.caches, t, nrows)
+            launch(self.kernels.gates_forward, blocks(nrows * run.H, BLOCK), BLOCK, ws.caches, t, nrows)
 
     def backward(self, ws: OperationWorkspace, batch: Batch) -> None:
-        run = self.run
-        L, K, p, g = run.launcher, self.kernels, run.params, run.grads
-        T, nrows = run.T, batch.nrows
+        run, p, g = self.run, self.run.params, self.run.grads
+        launch, T, nrows = run.launcher.launch, run.T, batch.nrows
         for t in range(T - 1, -1, -1):
-            L.launch(K.gates_backward, blocks(nrows * run.H, BLOCK), BLOCK, ws.caches, ws.dh_head, ws.dh_next,
-                     ws.dc_next, t, nrows)
+            launch(self.kernels.gates_backward, blocks(nrows * run.H, BLOCK), BLOCK, ws.caches, ws.dh_head,
+                   ws.dh_next, ws.dc_next, t, nrows)
             if t > 0:   # backprop z = ... + W_hh h_prev: dh_next (B, H) = dz[t] (B, 4H) @ W_hh (4H, H)
                 self.matmul(ws.dz_at[t], p.W_hh, ws.dh_next)
-        self.matmul(ws.dz_rows, ws.Xb_rows, g.W_ih, trans_a=True)         # dW_ih = dz^T X
-        self.matmul(ws.dz_rows, ws.h_prev_rows, g.W_hh, trans_a=True)     # dW_hh = dz^T h_prev
-        L.launch(K.colsum, blocks(4 * run.H, BLOCK), BLOCK, ws.dz_rows, g.b)          # db
+        self.matmul(ws.dz_rows, ws.Xb_rows, g.W_ih, trans_a=True)                        # dW_ih = dz^T X
+        self.matmul(ws.dz_rows, ws.h_prev_rows, g.W_hh, trans_a=True)                    # dW_hh = dz^T h_prev
+        launch(self.kernels.colsum, blocks(4 * run.H, BLOCK), BLOCK, ws.dz_rows, g.b)    # db
         if run.task == REGRESSION:
             dout, h_head = ws.dout_last, ws.h_at[T]
         else:
             dout, h_head = ws.dout_rows, ws.h_next_rows
-        self.matmul(dout, h_head, g.W_y, trans_a=True)                    # dW_y = dout^T h
-        L.launch(K.colsum, blocks(run.Y, BLOCK), BLOCK, dout, g.b_y)                  # db_y
+        self.matmul(dout, h_head, g.W_y, trans_a=True)                                   # dW_y = dout^T h
+        launch(self.kernels.colsum, blocks(run.Y, BLOCK), BLOCK, dout, g.b_y)            # db_y

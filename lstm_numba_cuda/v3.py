@@ -25,10 +25,10 @@ import numba
 import numpy as np
 from numba import cuda
 
-from lstm_numpy.contract import BACKWARD, CLASSIFICATION, REGRESSION, UPDATE
+from lstm_numpy.contract import BACKWARD, CLASSIFICATION, UPDATE
 from lstm_numpy.errors import UserError
 
-from .arguments import BATCH, CACHES, EPOCH, FLOATS_1D, INT, PARAMS, REAL, SGD, Batch
+from .arguments import BATCH, CACHES, EPOCH, FLOATS_1D, INT, PARAMS, SGD, Batch
 from .device_code import PERSISTENT_THREADS, REDUCE_THREADS, blocks, device_functions, per_dtype
 from .version_base import KernelVersion, Workspace
 
@@ -74,7 +74,7 @@ def kernels(FT) -> SimpleNamespace:
         W_hh = params.W_hh
         W_y = params.W_y
         X = batch.X
-        H = W_y.shape[1]   # W_y's, the bound head_output loops to: one value keeps the loops' bounds shared
+        H = W_y.shape[1]   # head_output loops to W_y.shape[1]: one value for both saves registers
         D = W_ih.shape[1]
         Y = W_y.shape[0]
         T = X.shape[1]

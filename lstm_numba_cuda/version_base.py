@@ -209,17 +209,17 @@ class StepwiseVersion(KernelVersion):
 
     def minibatch(self, k: int, off: int, nrows: int, phase: int) -> None:
         run = self.run
-        L, K = run.launcher, run.shared
+        launch, shared = run.launcher.launch, run.shared
         ws, batch = self.workspace(nrows), run.train.rows(off, nrows)
         self.forward_steps(ws, batch)
         self.head(ws, batch, ws.rowloss, 0, with_grad=phase >= BACKWARD)
         if phase >= BACKWARD:
             self.backward(ws, batch)
         stop = 1 if phase >= BACKWARD else 0   # the reference stops at a non-finite loss only when it trains
-        L.launch(K.loss_reduce, 1, REDUCE_THREADS, ws.rowloss, nrows, run.loss_terms(nrows), run.state, k, stop, 0)
+        launch(shared.loss_reduce, 1, REDUCE_THREADS, ws.rowloss, nrows, run.loss_terms(nrows), run.state, k, stop, 0)
         if phase == UPDATE:
-            L.launch(K.clip_scale, 1, REDUCE_THREADS, run.grads, run.settings, run.state)
-            L.launch(K.sgd, blocks(run.n_params, BLOCK), BLOCK, run.params, run.grads, run.settings, run.state)
+            launch(shared.clip_scale, 1, REDUCE_THREADS, run.grads, run.settings, run.state)
+            launch(shared.sgd, blocks(run.n_params, BLOCK), BLOCK, run.params, run.grads, run.settings, run.state)
 
     def validate(self) -> None:
         run = self.run

@@ -15,6 +15,10 @@ Heads on top of h:
                     loss = softmax cross-entropy, mean over B and T
 
 Every backend computes exactly these functions; the fast ones are checked against this file.
+
+The public entry points (``loss_and_grads``, ``loss_only``, ``predict``) validate their input with
+``contract.check_batch``; the reference trainer calls the unchecked ``batch_loss_and_grads`` and
+``batch_loss``, its data having been checked once by ``train_with``.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .contract import REGRESSION, check_task
+from .contract import REGRESSION, check_batch, check_task
 from .params import Params
 
 
@@ -134,6 +138,20 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
+def head_loss(out: np.ndarray, Y: np.ndarray, task: str) -> tuple[float, np.ndarray]:
+    """The loss of the head's outputs, and what its gradient starts from.
+
+    regression: out, Y (B, Y); mean of squares over B and Y; returns diff = out - Y (B, Y).
+    classification: logits out (B, T, Y), class ids Y (B, T); mean cross-entropy over B and T;
+    returns the log-probabilities (B, T, Y).
+    """
+    if check_task(task) == REGRESSION:
+        diff = out - Y
+        return float(np.mean(diff * diff)), diff
+    logp = log_softmax(out)
+    return float(-np.take_along_axis(logp, Y[..., None], axis=-1).mean()), logp
+
+
 def head_loss_and_grads(params: Params, h: np.ndarray, Y: np.ndarray, task: str):
     """Loss and the head's gradients.
 
@@ -141,26 +159,37 @@ def head_loss_and_grads(params: Params, h: np.ndarray, Y: np.ndarray, task: str)
     Returns loss, dh (T, B, H), dW_y (Y, H), db_y (Y,).
     """
     out = head_forward(params, h, task)
+    loss, start = head_loss(out, Y, task)
     T1, B, H = h.shape
     dh = np.zeros((T1 - 1, B, H), params.dtype)
     if task == "regression":
-        diff = out - Y                                          # (B, Y)
-        loss = np.mean(diff * diff)
-        dout = (2.0 / diff.size) * diff                         # backprop the mean of squares
+        dout = (2.0 / start.size) * start                       # backprop the mean of squares
         dW_y = dout.T @ h[-1]
         db_y = dout.sum(axis=0)
         dh[-1] = dout @ params.W_y
-        return float(loss), dh, dW_y, db_y
-    logp = log_softmax(out)                                     # (B, T, Y)
+        return loss, dh, dW_y, db_y
     one_hot = np.eye(out.shape[-1], dtype=params.dtype)[Y]      # (B, T, Y)
-    loss = -np.sum(logp * one_hot) / (B * (T1 - 1))
     # backprop softmax cross-entropy: softmax - one_hot, over the B*T terms of the mean
-    dout = (np.exp(logp) - one_hot) / (B * (T1 - 1))
+    dout = (np.exp(start) - one_hot) / (B * (T1 - 1))
     dout_tm = dout.transpose(1, 0, 2)                           # (T, B, Y)
     dW_y = dout_tm.reshape(-1, dout.shape[-1]).T @ h[1:].reshape(-1, H)
     db_y = dout_tm.reshape(-1, dout.shape[-1]).sum(axis=0)
     dh[:] = dout_tm @ params.W_y
-    return float(loss), dh, dW_y, db_y
+    return loss, dh, dW_y, db_y
+
+
+def batch_loss_and_grads(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> tuple[float, Params]:
+    """``loss_and_grads`` without the input check, for data already checked."""
+    h, cache = lstm_forward(params, X)
+    loss, dh, dW_y, db_y = head_loss_and_grads(params, h, Y, task)
+    dW_ih, dW_hh, db = lstm_backward(params, dh, cache)
+    return loss, Params(dW_ih, dW_hh, db, dW_y, db_y)
+
+
+def batch_loss(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> float:
+    """``loss_only`` without the input check, for data already checked."""
+    h, _ = lstm_forward(params, X)
+    return head_loss(head_forward(params, h, task), Y, task)[0]
 
 
 def loss_and_grads(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> tuple[float, Params]:
@@ -168,23 +197,19 @@ def loss_and_grads(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> t
 
     X (B, T, D); Y (B, Y) for regression, (B, T) int for classification.
     """
-    h, cache = lstm_forward(params, X)
-    loss, dh, dW_y, db_y = head_loss_and_grads(params, h, Y, task)
-    dW_ih, dW_hh, db = lstm_backward(params, dh, cache)
-    return loss, Params(dW_ih, dW_hh, db, dW_y, db_y)
+    X, Y = check_batch(params, X, Y, task)
+    return batch_loss_and_grads(params, X, Y, task)
 
 
 def loss_only(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> float:
     """The loss without gradients (validation)."""
-    h, _ = lstm_forward(params, X)
-    out = head_forward(params, h, task)
-    if task == "regression":
-        return float(np.mean((out - Y) ** 2))
-    return float(-np.take_along_axis(log_softmax(out), Y[..., None], axis=-1).mean())  # mean over B, T
+    X, Y = check_batch(params, X, Y, task)
+    return batch_loss(params, X, Y, task)
 
 
 def predict(params: Params, X: np.ndarray, task: str = "regression") -> np.ndarray:
     """Regression: predictions (B, Y). Classification: class probabilities (B, T, Y)."""
-    h, _ = lstm_forward(params, np.asarray(X, dtype=params.dtype))
+    X, _ = check_batch(params, X, None, task)
+    h, _ = lstm_forward(params, X)
     out = head_forward(params, h, task)
     return out if task == "regression" else np.exp(log_softmax(out))

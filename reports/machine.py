@@ -1,9 +1,11 @@
-"""What machine a result was measured on (every results file records it), and its reference matmul rate.
+"""What machine a result was measured on (every results file records it).
 
     describe_machine(cuda_stats=None) -> dict      CPU model and cores, thread settings, Numba's
                                                    threading layer, library versions, BLAS, GPUs,
                                                    whether the CUDA simulator is on
-    matmul_gflops(n=2048, repeats=3) -> dict       NumPy's n x n matmul rate in float64 and float32
+    cpu_model() -> str | None                      the CPU's name
+
+The machine's reference matmul rate is measured by reports.measuring.matmul_gflops.
 
 Every field is plain JSON (str, int, float, bool, None, lists, dicts). A fact that
 cannot be found is None, never a guess. Nothing here imports Numba before the caller
@@ -17,10 +19,10 @@ import platform
 import shutil
 import socket
 import subprocess
-import sys
-import time
 
 import numpy as np
+
+from lstm_numpy.backends import cuda_simulator_on
 
 LIBRARIES = ("numpy", "numba", "numba-cuda", "llvmlite", "pandas", "cuda-bindings", "pytest-benchmark")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
@@ -108,13 +110,6 @@ def numba_threads() -> dict:
             "threading_layer": layer, "threading_layer_requested": numba.config.THREADING_LAYER}
 
 
-def cuda_simulator_on() -> bool:
-    if "numba" in sys.modules:
-        import numba.core.config
-        return bool(numba.core.config.ENABLE_CUDASIM)
-    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
-
-
 def nvidia_gpus() -> list[dict]:
     """GPUs that nvidia-smi lists (name, compute capability, memory, driver); [] without one."""
     if shutil.which("nvidia-smi") is None:
@@ -161,26 +156,3 @@ def describe_machine(cuda_stats: dict | None = None) -> dict:
         "cuda_device": {key: cuda_stats.get(key) for key in ("device", "compute_capability", "simulator")}
                        if cuda_stats else None,
     }
-
-
-def matmul_gflops(n: int = 2048, repeats: int = 3) -> dict:
-    """NumPy's n x n matmul rate, the machine's reference GFLOP/s: one warm-up, then the median of repeats.
-
-    One product costs 2 n^3 floating-point operations. Returns
-    {"n", "repeats", "float64_gflops", "float32_gflops", "float64_seconds", "float32_seconds"}.
-    """
-    result = {"n": n, "repeats": repeats}
-    rng = np.random.default_rng(0)
-    for dtype in ("float64", "float32"):
-        a = rng.standard_normal((n, n)).astype(dtype)
-        b = rng.standard_normal((n, n)).astype(dtype)
-        a @ b                                          # warm-up: page faults, BLAS thread start
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - start)
-        seconds = float(np.median(times))
-        result[f"{dtype}_seconds"] = seconds
-        result[f"{dtype}_gflops"] = 2.0 * n**3 / seconds / 1e9
-    return result

@@ -1,14 +1,20 @@
-"""Results files of run_comparison.py: naming, atomic writing, reading, and the JSON schema.
+"""Results files of run_comparison.py and the bench tools: naming, assembling, atomic writing, reading, the schema.
 
 Every run writes two files into ``reports/results/`` (or ``--out``), with one stem:
 
     <YYYY-MM-DD_HHMMSS>_<host>_<workload>[-<k>].json     everything, the file a report is built from
     <YYYY-MM-DD_HHMMSS>_<host>_<workload>[-<k>].csv      one row per (sweep value, backend, epoch)
 
-Each file is written to a temporary file in the same folder and then linked into its
-name, which fails rather than replaces when the name exists: an earlier run is never
-overwritten (a second run in the same second gets the suffix ``-2``, ``-3``...) and a
-reader never sees half a file. Non-finite numbers are written as null.
+The bench tools write files of the same schema, one pair per workload (and thread count or kernel
+version), the stem ending in ``<workload>-cpu_bench``, ``<workload>-cpu_bench-1thread`` or
+``<workload>-gpu_check-v<N>``; their documents add ``tool`` (and gpu_check's ``validation``).
+
+Both files are published together by ``lstm_numpy.files.publish_files``: each is written in full to a
+temporary file in the same folder, then linked into its name, which fails rather than replaces when
+the name exists; if the second name cannot be created the first is removed again, so a run's files
+appear together or not at all (Ctrl-C and a full disk included). An earlier run is never
+overwritten (a second run in the same second gets the suffix ``-2``, ``-3``...) and a reader never
+sees half a file. Files get mode 0666 less the umask. Non-finite numbers are written as null.
 
 JSON schema (``"schema": "parallel-lstm/run_comparison/1"``); seconds are wall-clock
 seconds, *_per_epoch means averaged over the epochs of the training run:
@@ -29,12 +35,16 @@ seconds, *_per_epoch means averaged over the epochs of the training run:
                        cuda_simulator: bool, gpus: [{name, compute_capability, memory_bytes, driver}],
                        cuda_device: {device, compute_capability, simulator} | null}
     reference_matmul  {n, repeats, float64_gflops, float32_gflops, float64_seconds, float32_seconds}
+                      (reports.measuring.matmul_gflops: one warm-up, then the median of repeats)
     availability      {backend: {available: bool, reason: str | null (why it cannot run here),
                                  skip: str | null (why a default run left it out), selected: bool,
                                  simulator: bool, describe: {...}}}   every registered backend
     runs              [run]   one per sweep value; a run without --sweep has exactly one
     sweep             null | {param, values: [int], median_epoch_seconds: {backend: [float | null]},
                               slopes: {backend: float | null}}   slope of log(time) against log(size)
+    tool              only in the bench tools' files: "reports.cpu_bench" or "reports.gpu_check"
+    validation        only in gpu_check's files: [{check, version, dtype, task, sizes, ok: bool, error}],
+                      every kernel version against the reference, checked before anything is timed
 
     run = {label: str, sweep_value: int | null,
            workload: {name, task, shapes: {N_train, N_valid, T, D, H, Y, B}, epochs, lr,
@@ -45,33 +55,42 @@ seconds, *_per_epoch means averaged over the epochs of the training run:
               train_loss: [float] per epoch, valid_loss: [float] per epoch, epoch_seconds: [float],
               median_epoch_seconds, compile_seconds, user_seconds_per_epoch, sys_seconds_per_epoch,
               speedup (numpy median / this median), threads: int | null,
-              parallel_efficiency (speedup / threads, CPU backends only) | null,
+              parallel_efficiency (numpy median / (threads * this median) = speedup / threads,
+                                   CPU backends only) | null,
               samples_per_second, gflops, fraction_of_matmul (gflops / reference_matmul of the dtype),
               peak_rss_bytes (process peak so far), peak_rss_growth_bytes (how much this backend's run
               raised that peak), device_memory_bytes | null, is_device: bool (stats name a device or transfers),
               breakdown: {forward_seconds, backward_seconds, update_seconds, setup_seconds,
                           host_params_seconds, transfer_seconds | null, repeats} | null,
               breakdown_skipped: str | null (why there is no breakdown: an epoch over 60 s),
-              agrees: bool | null (null for the reference), mismatch: str | null,
+              agrees: bool | null (null for the reference and where not compared), mismatch: str | null,
+              extrapolated_from_minibatches: int (gpu_check's CPU baselines on heavy and gpu only: timed
+                     on that many minibatches and scaled to a full epoch; losses are those of the sample),
               stats: {...} the backend's own facts (threads, threading_layer; device,
                      compute_capability, kernel_version, launches_per_epoch, h2d_per_epoch,
                      d2h_per_epoch, device_memory_bytes, simulator)}
 
-Timing fields are null where ``timed`` is false. ``read_results(path)`` loads and checks a file.
+Timing fields are null where ``timed`` is false. ``read_results(path)`` loads and checks a file;
+``run_record``, ``config_record`` and ``results_document`` assemble one (the harness and the bench tools alike).
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
 import os
 import re
 import socket
-import tempfile
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
+
+from lstm_numpy.errors import NameTakenError, UserError
+from lstm_numpy.files import publish_files
+from lstm_numpy.flops import epoch_flops, training_flops
 
 SCHEMA = "parallel-lstm/run_comparison/1"
 
@@ -82,6 +101,56 @@ CSV_COLUMNS = (
     "speedup", "threads", "parallel_efficiency", "samples_per_second", "gflops", "fraction_of_matmul",
     "peak_rss_bytes", "device_memory_bytes", "agrees",
 )
+
+
+def default_results_dir() -> Path:
+    """reports/results/ of the checkout this package lives in, else of the current directory."""
+    here = Path(__file__).resolve().parent.parent
+    root = here if (here / "pyproject.toml").exists() else Path.cwd()
+    return root / "reports" / "results"
+
+
+def run_record(label: str, sweep_value, workload, results: dict, failed: dict) -> dict:
+    """One entry of ``runs``: the workload's shapes and FLOP counts and every backend's result."""
+    shapes, config = workload.shapes, workload.config
+    return {"label": label, "sweep_value": sweep_value, "results": results, "failed": failed,
+            "workload": {"name": workload.name, "task": config.task, "shapes": shapes,
+                         "epochs": config.epochs, "lr": config.lr,
+                         "flops_per_epoch": epoch_flops(shapes, config.task),
+                         "flops_per_training_step": training_flops(
+                             shapes["T"], shapes["B"], shapes["D"], shapes["H"], shapes["Y"], config.task)}}
+
+
+def config_record(workload, backends: list[str], dtype: str, *, data: str | None = None, column: str | None = None,
+                  cuda_simulator: bool = False, sweep: tuple[str, list[int]] | None = None) -> dict:
+    """The ``config`` entry: the exact configuration of a run whose (first) workload is ``workload``."""
+    config = workload.config
+    return {"workload": workload.name, "backends": backends, "epochs": config.epochs, "lr": config.lr,
+            "batch_size": config.batch_size, "hidden": workload.sizes[1], "seq_len": workload.shapes["T"],
+            "samples": workload.shapes["N_train"], "dtype": dtype, "threads": config.threads,
+            "seed": config.seed, "kernel_version": config.kernel_version,
+            "data": os.path.abspath(data) if data else None, "column": column,
+            "cuda_simulator": cuda_simulator,
+            "sweep": {"param": sweep[0], "values": sweep[1]} if sweep else None,
+            "train_config": dataclasses.asdict(config)}
+
+
+def results_document(*, argv: list[str], exit_code: int, verdict: dict, config: dict, machine: dict,
+                     reference_matmul: dict | None, census: dict, runs: list[dict], sweep: dict | None,
+                     **extra) -> dict:
+    """A whole results document (the schema above); ``census`` maps names to reports.census.BackendStatus,
+    ``extra`` adds the bench tools' keys (tool, validation)."""
+    return {
+        "schema": SCHEMA, "created": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "argv": list(argv), "exit_code": exit_code, "verdict": verdict, "config": config, "machine": machine,
+        "reference_matmul": reference_matmul,
+        "availability": {n: {"available": s.reason is None, "reason": s.reason, "skip": s.skip,
+                             "selected": s.selected, "simulator": s.simulator, "describe": s.describe}
+                         for n, s in census.items()},
+        "runs": runs,
+        "sweep": sweep,
+        **extra,
+    }
 
 
 def jsonable(value):
@@ -144,34 +213,14 @@ def results_stem(workload: str, when: datetime | None = None, host: str | None =
     return f"{when:%Y-%m-%d_%H%M%S}_{host}_{workload}"
 
 
-def _publish(path: str, text: str) -> None:
-    """Write text to a temporary file next to path, then give it its name; FileExistsError if taken."""
-    folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(tmp, path)          # atomic, and never replaces an existing file
-        except FileExistsError:
-            raise
-        except OSError:                 # a file system without hard links: check, then rename
-            if os.path.exists(path):
-                raise FileExistsError(path) from None
-            os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_results(out_dir: str, stem: str, document: dict) -> tuple[str, str]:
-    """Write <stem>.json and <stem>.csv into out_dir, never over an earlier run's files.
-
-    Returns the two paths written.
+    """Write <stem>.json and <stem>.csv into out_dir together (both or neither, lstm_numpy.files),
+    never over an earlier run's files. Returns the two paths written.
     """
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the results folder {out_dir} ({exc.strerror}); choose another with --out.") from None
     document = jsonable(document)
     json_text = json.dumps(document, indent=1, allow_nan=False) + "\n"
     csv_text = _csv_text(csv_rows(document))
@@ -181,13 +230,12 @@ def write_results(out_dir: str, stem: str, document: dict) -> tuple[str, str]:
         csv_path = os.path.join(out_dir, name + ".csv")
         if os.path.exists(json_path) or os.path.exists(csv_path):
             continue
-        try:
-            _publish(json_path, json_text)
-        except FileExistsError:         # another run took the name just now
+        try:   # the JSON last: a reader that finds it finds its CSV
+            publish_files([(csv_path, csv_text), (json_path, json_text)], what="results file")
+        except NameTakenError:          # another run took the name just now
             continue
-        _publish(csv_path, csv_text)
         return json_path, csv_path
-    raise FileExistsError(f"no free results file name for {stem} in {out_dir}")
+    raise UserError(f"no free results file name for {stem} in {out_dir}; choose another folder with --out.")
 
 
 def read_results(path) -> dict:

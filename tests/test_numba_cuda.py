@@ -258,10 +258,10 @@ def test_non_finite_loss_stops_updates_like_the_reference(version):
     np.testing.assert_array_equal(np.isnan(want_losses), np.isnan(losses))
     ref.assert_close("first loss", losses[0], want_losses[0])
     ref.assert_close("valid after the stop", valid, want_valid)
-    with pytest.raises(ref.NonFiniteLossError) as caught:
+    # train() names the NaN in the data before any epoch instead of reporting a divergence.
+    with pytest.raises(ref.UserError, match=rf"Y_train holds nan at index \({order[BATCH + 1]}, 0\)"):
         cu.train(params, data, ref.TrainConfig(task="regression", epochs=1, batch_size=BATCH, seed=0,
                                                kernel_version=version))
-    assert (caught.value.epoch, caught.value.minibatch) == (0, 1)
 
 
 # ---------------------------------------------------------------------------- counts and residency
@@ -475,11 +475,3 @@ def test_every_kernel_compiles_for_a_real_gpu():
     assert f"0 of {expected} kernel compilations failed" in done.stdout
     assert done.stdout.count("\nok   ") + done.stdout.startswith("ok   ") == expected
 
-
-def test_gpu_check_refuses_to_time_the_simulator(tmp_path, capsys):
-    if not device.simulator_enabled():
-        pytest.skip("only meaningful on the simulator")
-    from lstm_numba_cuda import gpu_check
-    assert gpu_check.main(["--out", str(tmp_path / "out")]) == 2
-    assert "simulator" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()

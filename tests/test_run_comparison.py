@@ -20,7 +20,9 @@ from lstm_numpy.flops import training_flops
 from data import make_workload
 from lstm_numpy.backends import BACKENDS
 from lstm_numpy.errors import NonFiniteLossError
-from reports import resultfiles
+from reports import console, measuring, resultfiles
+from reports.census import backend_status, select_backends
+from reports.sweep import fit_slope
 
 EVERY_OPTION = ("--workload", "--backends", "--cuda-simulator", "--epochs", "--lr", "--batch-size", "--hidden",
                 "--seq-len", "--samples", "--dtype", "--threads", "--seed", "--kernel-version", "--data",
@@ -31,7 +33,7 @@ EVERY_OPTION = ("--workload", "--backends", "--cuda-simulator", "--epochs", "--l
 def fast_harness(monkeypatch):
     """A small reference matmul and one repeat per phase: the numbers are not what these tests check."""
     monkeypatch.setattr(run_comparison, "MATMUL_N", 64)
-    monkeypatch.setattr(run_comparison, "BREAKDOWN_MAX_REPEATS", 1)
+    monkeypatch.setattr(measuring, "BREAKDOWN_MAX_REPEATS", 1)
 
 
 def add_fake_backend(monkeypatch, name, *, perturb=0.0, reason=None, stats=None, describe=None, train=None):
@@ -209,9 +211,9 @@ def test_agreeing_cpu_and_device_backends(tmp_path, monkeypatch, capsys):
 
 def test_simulator_backends_are_opt_in_and_never_timed(tmp_path, monkeypatch, capsys):
     add_fake_backend(monkeypatch, "simulated", describe={"simulator": True})
-    names, census = run_comparison.select_backends(None, use_simulator=False)
+    names, census = select_backends(None, use_simulator=False)
     assert "simulated" not in names and "--cuda-simulator" in census["simulated"].skip
-    assert "simulated" in run_comparison.select_backends(None, use_simulator=True)[0]
+    assert "simulated" in select_backends(None, use_simulator=True)[0]
     assert run(["--epochs", "1", "--backends", "simulated"], tmp_path) == 0
     out = capsys.readouterr().out
     assert "no timing claims" in out
@@ -222,12 +224,12 @@ def test_simulator_backends_are_opt_in_and_never_timed(tmp_path, monkeypatch, ca
 
 
 def test_default_run_skips_unavailable_backends_with_the_reason(monkeypatch, capsys):
-    names, census = run_comparison.select_backends(None, use_simulator=False)
+    names, census = select_backends(None, use_simulator=False)
     assert names[0] == "numpy"
     for name, status in census.items():
         assert (name in names) == (status.reason is None and status.skip is None)
     add_fake_backend(monkeypatch, "absent", reason="no such device here")
-    names, census = run_comparison.select_backends(None, use_simulator=False)
+    names, census = select_backends(None, use_simulator=False)
     assert "absent" not in names and census["absent"].reason == "no such device here"
 
 
@@ -235,7 +237,7 @@ def test_a_stub_package_is_reported_as_not_implemented(monkeypatch):
     module = types.ModuleType("fake_stub")
     monkeypatch.setitem(sys.modules, "fake_stub", module)
     monkeypatch.setitem(BACKENDS, "stub", "fake_stub")
-    status = run_comparison.backend_status("stub")
+    status = backend_status("stub")
     assert "does not export" in status.reason and "train" in status.reason
 
 
@@ -260,8 +262,8 @@ def test_a_sweep_of_two_sizes_fits_a_slope(tmp_path, capsys):
 
 
 def test_fit_slope_recovers_a_power_law():
-    assert run_comparison.fit_slope([10, 20, 40], [0.5, 2.0, 8.0]) == pytest.approx(2.0)
-    assert run_comparison.fit_slope([10, 20], [None, None]) is None
+    assert fit_slope([10, 20, 40], [0.5, 2.0, 8.0]) == pytest.approx(2.0)
+    assert fit_slope([10, 20], [None, None]) is None
 
 
 def test_flop_count_by_hand():
@@ -271,7 +273,7 @@ def test_flop_count_by_hand():
 
 
 def test_progress_is_silent_off_a_terminal_and_with_quiet(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(run_comparison, "PROGRESS_AFTER_S", 0.0)
+    monkeypatch.setattr(console, "PROGRESS_AFTER_S", 0.0)
     assert run(["--backends", "numpy", "--epochs", "2"], tmp_path) == 0
     assert "..." not in capsys.readouterr().out
     monkeypatch.setattr(run_comparison, "stdout_is_terminal", lambda: True)
@@ -296,6 +298,16 @@ def test_cuda_simulator_flag_is_set_before_numba_is_imported(flag, tmp_path, mon
     document = resultfiles.read_results(json_path)
     assert document["machine"]["cuda_simulator"] is bool(flag)
     assert document["config"]["cuda_simulator"] is bool(flag)
+
+
+def test_importing_the_harness_does_not_import_numba():
+    """What --cuda-simulator relies on: main() can still set NUMBA_ENABLE_CUDASIM before Numba's first import."""
+    import subprocess
+    code = ("import sys, run_comparison; "
+            "sys.exit(' '.join(sorted(m for m in sys.modules if m.split('.')[0] == 'numba')) or None)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=run_comparison.default_out_dir().parent.parent)
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.parametrize("error, recorded", [

@@ -20,12 +20,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import lstm_numpy
-import run_comparison
 from data import make_workload
 from lstm_numpy.backends import BACKENDS
 from lstm_numpy.contract import check_data, epoch_orders
 from lstm_numpy.flops import epoch_flops
+from reports import census
 
 # The timed sizes. "heavy" is reduced to a quarter of its windows (N=1024 instead of 4096,
 # still T=32, H=128, B=128) so a NumPy round takes seconds, not tens of seconds.
@@ -37,7 +36,7 @@ MATMUL_N = 2048
 
 @pytest.fixture(scope="module")
 def statuses():
-    return {name: run_comparison.backend_status(name) for name in BACKENDS}
+    return {name: census.backend_status(name) for name in BACKENDS}
 
 
 @pytest.mark.parametrize("workload_name", list(TIMED))
