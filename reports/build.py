@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 
 from data import airpassengers, airpassengers_months
 from lstm_numpy import UserError
 from lstm_numpy.backends import BACKENDS, get_backend
+from lstm_numpy.files import publish_file
 
 from . import figures, tables, timing_figures
 from .forecast import AIRLINE_MODEL, baseline_metrics, forecast_run, median_metrics, persistence, seasonal_naive
@@ -298,10 +298,7 @@ def report_markdown(selection, drawn: dict, forecast_lines: list[str]) -> str:
 
 def write_text(path: str, text: str) -> None:
     """Replace ``path`` with ``text`` atomically (generated files: replacing the previous build is intended)."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=os.path.splitext(path)[1])
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    publish_file(path, text, overwrite=True, what="report file")
 
 
 def remove_stale_figures(folder: str, drawn: dict) -> None:
