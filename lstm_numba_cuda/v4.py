@@ -155,6 +155,16 @@ def plan(T: int, D: int, H: int, Y: int, nrows: int, dtype, target_blocks: int =
     return Plan(H, nrows, dtype, slices, groups, threads, parts)
 
 
+def cudadevrt_found() -> bool:
+    """Whether CUDA's device runtime library is there: grid sync links it (numba-cuda's own check)."""
+    from numba.cuda.cudadrv import libs
+    try:
+        libs.check_static_lib(libs.get_cudalib("cudadevrt", static=True))
+    except FileNotFoundError:
+        return False
+    return True
+
+
 # ---------------------------------------------------------------------------- kernels
 
 @per_dtype
@@ -615,7 +625,8 @@ class UnitSlices(KernelVersion):
     """Version 4 (see the module docstring).
 
     ``cooperative``: None runs one cooperative launch per minibatch on a GPU whenever the grid can
-    be resident at once and per-step launches otherwise (and on the simulator); True or False forces
+    be resident at once and per-step launches otherwise (and on the simulator, and without CUDA's
+    device runtime library, which grid sync links); True or False forces
     one way (the simulator runs cooperative grids of one block only, so True there means one block).
     ``threads`` and ``target_blocks`` set the plan; results do not depend on them.
     """
@@ -643,7 +654,9 @@ class UnitSlices(KernelVersion):
     @classmethod
     def runs_cooperative(cls) -> bool:
         """The launch mode the documented counts describe (a GPU grid too large to be resident runs per step)."""
-        return gpu_present() if cls.cooperative is None else cls.cooperative
+        if cls.cooperative is None:
+            return gpu_present() and cudadevrt_found()
+        return cls.cooperative
 
     @classmethod
     def launches_per_minibatch(cls, T: int) -> int:
