@@ -174,8 +174,9 @@ def print_machine(machine: dict, load: dict | None) -> None:
 def print_scaling(scaling: dict) -> None:
     for name, s in scaling.items():
         mode = s["mode"]
+        work = "the same work" if mode == "strong" else "work grows with threads"
         print()
-        print(f"{mode.capitalize()} scaling of {name} ({'the same work' if mode == 'strong' else 'work grows with threads'}"
+        print(f"{mode.capitalize()} scaling of {name} ({work}"
               f"; epoch = median of {s['repeats']} interleaved rounds [q1 .. q3]; speedup over 1 thread = "
               + ("T(1) / T(p)" if mode == "strong" else "p T(1) / T(p)")
               + "; par.eff = " + ("T(1) / (p T(p))" if mode == "strong" else "T(1) / T(p)")

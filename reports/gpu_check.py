@@ -190,11 +190,13 @@ def time_workload(name: str, args, names, census, progress, compiled: dict, comp
         baselines[backend] = measure_baseline(census[backend], workload, params, args.baseline_batches, progress,
                                               compiled_cpu)
         used, scale = baseline_workload(workload, args.baseline_batches)
-        entries.append(timed_entry(census[backend], used, params, phases=used is workload, scale=scale))
+        entries.append(timed_entry(census[backend], used, params, phases=used is workload, scale=scale,
+                                   epoch_seconds=baselines[backend][0]["median_epoch_seconds"] / scale))
     for version in args.versions:
         versioned = with_config(workload, kernel_version=version)
         versions[version] = measure_backend(census[CUDA], versioned, params, progress, compiled[version])
-        entries.append(timed_entry(census[CUDA], versioned, params, key=version_key(version), phases=True))
+        entries.append(timed_entry(census[CUDA], versioned, params, key=version_key(version), phases=True,
+                                   epoch_seconds=versions[version][0]["median_epoch_seconds"]))
     return workload, baselines, versions, run_rounds(entries, args.repeats, progress)
 
 

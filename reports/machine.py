@@ -104,9 +104,13 @@ def blas() -> dict | None:
 
 
 def blas_threads() -> int | None:
-    """The threads NumPy's BLAS runs on now (threadpoolctl), the largest where several BLAS libraries are
-    loaded (another package may bring its own); None where threadpoolctl finds none."""
-    counts = [lib["num_threads"] for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    """The threads NumPy's BLAS runs on now (threadpoolctl): the BLAS that NumPy's wheel ships where it is
+    found (another package, e.g. SciPy, may load a BLAS of its own), else the largest count of any BLAS;
+    None where threadpoolctl finds none."""
+    libraries = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    # a wheel's BLAS lies in numpy.libs/ (Linux) or numpy/.dylibs/ (macOS): paths that begin as numpy's folder
+    own = [lib for lib in libraries if lib.get("filepath", "").startswith(os.path.dirname(np.__file__))]
+    counts = [lib["num_threads"] for lib in own or libraries]
     return max(counts) if counts else None
 
 

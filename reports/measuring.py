@@ -5,7 +5,11 @@
     timing rounds     after every backend has trained, ``repeats`` interleaved rounds (A, B, A, B, ...) of one
                       epoch per backend on its own trainer (run_epoch with the training run's orders), so
                       that every backend meets the same spells of machine noise; each figure is the median
-                      of its rounds with its spread (min, quartiles, max) and the number of rounds
+                      of its rounds with its spread (min, quartiles, max) and the number of rounds. The
+                      order of the backends rotates from round to round (none always follows the same
+                      one), and a backend whose epoch is short (under SETTLE_BELOW_S) first runs an untimed
+                      forward epoch in its turn, so that what the previous backend leaves behind (its
+                      threads still spin-waiting, its data in the caches) does not land in a short time
     compile time      a first 1-epoch run on a tiny slice of the same task and dtype minus a second one
     speedup           T_reference / T_backend of each round (paired), median and spread over the rounds; the
                       reference (NumPy) runs on its BLAS's threads, recorded next to every speedup
@@ -35,7 +39,7 @@ import sys
 import time
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
+from threadpoolctl import threadpool_limits
 
 from lstm_numpy.contract import PHASES, Dataset, check_data, epoch_orders
 from lstm_numpy.flops import epoch_flops
@@ -46,6 +50,7 @@ from .machine import blas_threads
 BREAKDOWN_SKIP_S = 60.0      # no phases when one epoch takes longer (they cost about one more epoch per round)
 BUSY_OTHERS_CORES = 0.5      # other processes using more than this many cores make the machine busy
 WIDE_SPREAD = 0.2            # (q3 - q1) / median of a backend's rounds above this is a wide spread
+SETTLE_BELOW_S = 0.1         # an epoch shorter than this gets an untimed forward epoch before it in each turn
 COMPILE_NOTICE = "about a minute on a 2-core laptop"    # TODO(lead): measure and replace
 
 
@@ -98,17 +103,12 @@ def matmul_gflops(n: int = 2048, repeats: int = 3) -> dict:
     return result
 
 
-_CONTROLLER: ThreadpoolController | None = None
-
-
 def blas_pinned(threads: int | None):
-    """A context in which NumPy's BLAS runs on ``threads`` threads (threadpoolctl); no change for None."""
-    global _CONTROLLER
+    """A context in which NumPy's BLAS (every BLAS loaded by then) runs on ``threads`` threads
+    (threadpoolctl, which looks the libraries up afresh: one may have been loaded since); no change for None."""
     if threads is None:
         return contextlib.nullcontext()
-    if _CONTROLLER is None:          # scanning the loaded libraries once is enough
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=threads, user_api="blas")
+    return threadpool_limits(limits=threads, user_api="blas")
 
 
 def tiny_slice(workload) -> Dataset:
@@ -209,7 +209,8 @@ class Timed:
     each epoch's count is read from ``trainer.stats["threads"]``; ``blas``: NumPy's BLAS is pinned to this
     many threads around each epoch (the reference at a chosen thread count); ``phases``: also time the
     forward and forward+backward epochs in each round; ``scale``: multiplies every time (a sample of
-    minibatches scaled to a full epoch); ``expected_seconds``: a guess of one round's cost, for notes.
+    minibatches scaled to a full epoch); ``settle``: run an untimed forward epoch first in each turn (short
+    epochs); ``expected_seconds``: a guess of one round's cost, for notes.
     """
 
     key: str
@@ -220,15 +221,19 @@ class Timed:
     phases: bool = False
     scale: float = 1.0
     setup_seconds: float = 0.0
+    settle: bool = False
     expected_seconds: float = 0.0
 
 
 def timed_entry(status: BackendStatus, workload, params, key: str | None = None, threads: int | None = None,
-                phases: bool = False, scale: float = 1.0, expected_seconds: float = 0.0) -> Timed:
+                phases: bool = False, scale: float = 1.0, epoch_seconds: float | None = None,
+                work: float = 1.0) -> Timed:
     """A fresh trainer for the rounds, from the initial parameters, with the training run's orders.
 
     ``threads``: run it on that many threads (the reference: NumPy's BLAS pinned by threadpoolctl; the
-    other backends: TrainConfig.threads); None keeps the backend's own choice.
+    other backends: TrainConfig.threads); None keeps the backend's own choice. ``epoch_seconds``: the
+    training run's median epoch (settles short epochs, guesses the cost of a round, with ``work`` its
+    expected slowdown, e.g. on fewer threads).
     """
     reference = status.name == REFERENCE
     config = workload.config
@@ -241,8 +246,10 @@ def timed_entry(status: BackendStatus, workload, params, key: str | None = None,
         trainer = status.module.make_trainer(params, data, config)
         setup = time.perf_counter() - start
         fixed = (threads or blas_threads()) if reference else threads
+    epoch = epoch_seconds or 0.0
     return Timed(key or status.name, trainer, orders, fixed, threads if reference else None, phases, scale, setup,
-                 expected_seconds)
+                 settle=epoch_seconds is not None and epoch_seconds < SETTLE_BELOW_S,
+                 expected_seconds=epoch * work * (2 if phases else 1))
 
 
 def cpu_thread_ceiling(status: BackendStatus, result: dict, config) -> int | None:
@@ -269,15 +276,14 @@ def plan_entries(census: dict, results: dict, workload, params, *, phases: bool,
         with_phases = phases and epoch <= BREAKDOWN_SKIP_S
         if phases and not with_phases:
             result["breakdown_skipped"] = f"an epoch takes {epoch:.0f} s, over {BREAKDOWN_SKIP_S:.0f} s"
-        entries.append(timed_entry(status, workload, params, phases=with_phases,
-                                   expected_seconds=epoch * (2 if with_phases else 1)))
+        entries.append(timed_entry(status, workload, params, phases=with_phases, epoch_seconds=epoch))
         ceiling = cpu_thread_ceiling(status, result, workload.config)
         if ceiling is None:
             continue
         counts = thread_counts or ([1] if one_thread and ceiling > 1 else [])
         for p in counts:
             entries.append(timed_entry(status, workload_for(p) if workload_for else workload, params,
-                                       key=f"{name}@{p}", threads=p, expected_seconds=epoch * ceiling / p))
+                                       key=f"{name}@{p}", threads=p, epoch_seconds=epoch, work=ceiling / p))
     return entries
 
 
@@ -286,11 +292,16 @@ def run_rounds(entries: list[Timed], repeats: int, progress) -> dict[str, dict]:
     {key: {"forward": [s], "backward": [s] (forward+backward), "update": [s] (full epochs), "threads": [p],
     "setup_seconds", "host_params_seconds"}}, one value per round in each list."""
     times = {e.key: {"forward": [], "backward": [], "update": [], "threads": []} for e in entries}
+    if not entries:           # nothing timed here (every backend on the CUDA simulator)
+        return times
     progress.begin("timing")
     for r in range(repeats):
         progress.note(f"round {r + 1}/{repeats} of one epoch per backend")
-        for entry in entries:
+        for entry in entries[r % len(entries):] + entries[:r % len(entries)]:
             order = entry.orders[r % len(entry.orders)]
+            if entry.settle:
+                with blas_pinned(entry.blas):
+                    entry.trainer.run_epoch(order, "forward")
             for phase in PHASES if entry.phases else ("update",):
                 with blas_pinned(entry.blas):
                     start = time.perf_counter()
@@ -368,7 +379,8 @@ def apply_rounds(results: dict, rounds: dict, keys: dict | None = None) -> None:
         one = rounds.get(f"{key}@1")
         if one is not None and not result["is_device"]:
             efficiencies = paired(one["update"], seconds, threads)
-            result.update(one_thread_round_seconds=one["update"], one_thread_median_seconds=median_seconds(one["update"]))
+            result.update(one_thread_round_seconds=one["update"],
+                          one_thread_median_seconds=median_seconds(one["update"]))
             if efficiencies:
                 result.update(parallel_efficiency=median_seconds(efficiencies),
                               parallel_efficiency_spread=epoch_spread(efficiencies))

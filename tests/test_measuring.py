@@ -4,9 +4,10 @@ Parallel efficiency, Amdahl's serial fraction, the phase breakdown, the paired s
 """
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from reports import measuring
+from reports import console, measuring
 
 
 def test_parallel_efficiency_by_hand():
@@ -117,3 +118,32 @@ def test_noise_report_warns_about_a_wide_spread():
     assert noise["busy"] is False and set(noise["wide_spread"]) == {"b1"}
     assert noise["wide_spread"]["b1"] == pytest.approx((2.0 - 1.2) / 1.5)
     assert "wide spread" in noise["warning"] and "b1 53%" in noise["warning"]
+
+
+class LoggingTrainer:
+    """Records every run_epoch call as (name, phase); reports a thread count like numba_cpu's trainer."""
+
+    def __init__(self, name, log, threads=None):
+        self.name, self.log, self.stats = name, log, {} if threads is None else {"threads": threads}
+
+    def run_epoch(self, order, upto="update"):
+        self.log.append((self.name, upto))
+        return np.zeros(1), 0.0
+
+    def host_params(self):
+        self.log.append((self.name, "host_params"))
+
+
+def test_rounds_rotate_the_backends_and_settle_short_epochs():
+    log = []
+    orders = np.zeros((2, 3), dtype=np.int64)
+    entries = [measuring.Timed("a", LoggingTrainer("a", log, threads=2), orders, settle=True),
+               measuring.Timed("b", LoggingTrainer("b", log), orders, threads=1, phases=True)]
+    rounds = measuring.run_rounds(entries, 2, console.Progress(False))
+    phases = [("b", "forward"), ("b", "backward"), ("b", "update")]
+    assert log == ([("a", "forward"), ("a", "update")] + phases          # round 1: a first, its untimed forward
+                   + phases + [("a", "forward"), ("a", "update")]        # round 2: b first
+                   + [("a", "host_params"), ("b", "host_params")])
+    assert len(rounds["a"]["update"]) == 2 and rounds["a"]["forward"] == [] and rounds["a"]["threads"] == [2, 2]
+    assert [len(rounds["b"][phase]) for phase in ("forward", "backward", "update")] == [2, 2, 2]
+    assert rounds["b"]["threads"] == [1, 1]

@@ -442,3 +442,15 @@ def test_torch_is_left_out_of_a_default_run_and_a_missing_package_is_one_sentenc
     assert run(["--backends", "torch", "--epochs", "1"], tmp_path) == 2
     message = capsys.readouterr().err.strip()
     assert len(message.splitlines()) == 1 and "PyTorch is not installed" in message and "pip install" in message
+
+
+def test_blas_threads_pins_the_reference_and_is_stated_with_the_speedup(tmp_path, capsys):
+    assert run(["--backends", "numpy", "--epochs", "1", "--repeats", "2", "--blas-threads", "1",
+                "--no-one-thread"], tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "speedup = numpy on 1 BLAS threads" in out and "NumPy BLAS" in out and "on 1 threads" in out
+    document = resultfiles.read_results(results_in(tmp_path, ".json")[0])
+    result = document["runs"][0]["results"]["numpy"]
+    assert document["config"]["blas_threads"] == 1 and document["machine"]["blas"]["threads"] == 1
+    assert result["reference_blas_threads"] == result["threads"] == 1 and result["round_threads"] == [1, 1]
+    assert result["one_thread_round_seconds"] is None and result["parallel_efficiency"] is None
