@@ -57,8 +57,8 @@ from reports import machine as machine_facts
 from reports.build import build_report
 from reports.census import REFERENCE, check_threads, select_backends
 from reports.console import Progress, print_loss_log, print_scaling, print_sweep, print_timing
-from reports.measuring import (apply_rounds, blas_pinned, derived_rates, matmul_gflops, measure_backend,
-                               noise_report, plan_entries, run_rounds, scaling_record)
+from reports.measuring import (apply_rounds, blas_pinned, derived_rates, labelled_results, matmul_gflops,
+                               measure_backend, noise_report, plan_entries, run_rounds, scaling_record)
 from reports.options import OneSentenceParser, backend_list, non_negative_int, positive_float, positive_int
 from reports import resultfiles
 from reports.resultfiles import config_record, default_results_dir as default_out_dir, results_document, run_record
@@ -68,6 +68,7 @@ from reports.verdict import compare_with_reference, verdict_line, verdict_record
 
 MATMUL_N = 2048              # the reference matmul's size (tests shrink it)
 LONG_TIMING_S = 60.0         # say how long the timing rounds will take when it is longer than this
+DEFAULT_REPEATS = 5          # timing rounds (tests lower it)
 EXIT_OK, EXIT_DISAGREE, EXIT_USAGE, EXIT_DIVERGED = 0, 1, 2, 3
 
 
@@ -114,9 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--blas-threads", type=positive_int, metavar="N",
         help="pin NumPy's BLAS, and so the numpy reference every speedup divides, to N threads (threadpoolctl) "
              "(default: the BLAS's own count, stated next to every speedup)")
-    add("--repeats", type=positive_int, default=5, metavar="R",
+    add("--repeats", type=positive_int, default=DEFAULT_REPEATS, metavar="R",
         help="interleaved timing rounds of one epoch per backend after the training runs; every time is "
-             "the median of R rounds with its quartiles (default: 5)")
+             f"the median of R rounds with its quartiles (default: {DEFAULT_REPEATS})")
     add("--no-one-thread", action="store_true",
         help="do not time a one-thread trainer of each CPU backend in the rounds (then parallel efficiency "
              "is not measured; default: timed wherever a backend runs on more than one thread)")
@@ -336,7 +337,7 @@ def run(args, say, progress: Progress) -> int:
     first = points[0][2]
     line = verdict_line(names, mismatches, args.dtype, first.config.epochs, census)
     print(line, flush=True)
-    noise = noise_report(measured["load"], runs)
+    noise = noise_report(measured["load"], labelled_results(runs))
     if noise["warning"]:
         print(noise["warning"], flush=True)
     if args.sweep is None or counts is not None:

@@ -124,7 +124,12 @@ def run(args, argv: list[str]) -> int:
         documents.append(bench_workload(name, dtype, args.repeats, names, census, matmul, machine, progress,
                                         compiled[dtype], argv))
     load.update(during=meter.read(), after=machine_facts.load_reading())
-    noise = noise_report(load, [document["runs"][0] for pair in documents for document in pair])
+    timed = {}
+    for every, one in documents:
+        point = f"{every['config']['workload']} {every['config']['dtype']}"
+        timed.update({f"{name} ({point})": result for name, result in every["runs"][0]["results"].items()})
+        timed[f"{BACKEND} ({point}, 1 thread)"] = one["runs"][0]["results"][BACKEND]
+    noise = noise_report(load, timed)
     blas = documents[0][0]["runs"][0]["results"][BACKEND]["reference_blas_threads"]
     header = (f"{'workload':9} {'dtype':7} {'sizes':34} {'compile':>9} {'numpy':>9} {'numba':>9} {'[q1 .. q3]':>18} "
               f"{'numba 1T':>9} {'thr':>4} {'speedup':>8} {'par.eff':>6} {'GFLOP/s':>8} {'% A@B':>6}")

@@ -204,7 +204,7 @@ def benchmark(args, names, census, rows, argv) -> list[tuple[str, dict]]:
     """Time every version and the CPU baselines on every workload; [(file stem, results document)]."""
     load = {"before": machine_facts.load_reading()}
     meter = machine_facts.OthersMeter()
-    matmul, progress, documents = matmul_gflops(), Progress(True), []
+    matmul, progress, documents, timed = matmul_gflops(), Progress(True), [], {}
     compiled = {version: set() for version in args.versions}     # each version compiles its own kernels
     compiled_cpu: set = set()
     for name in args.workloads:
@@ -220,13 +220,15 @@ def benchmark(args, names, census, rows, argv) -> list[tuple[str, dict]]:
             for backend, result in results.items():
                 if backend != CUDA and version == args.versions[0]:
                     say_time(name, backend, None, result)
+                    timed[f"{backend} ({name})"] = result
             say_time(name, CUDA, version, cuda_result)
+            timed[f"{CUDA} v{version} ({name})"] = cuda_result
             own_rows = [row for row in rows if row["version"] == version]
             documents.append((f"{name}-gpu_check-v{version}",
                               version_document(versioned, version, results, histories, own_rows, names, census,
                                                args.dtype, matmul, argv, args.repeats)))
     load.update(during=meter.read(), after=machine_facts.load_reading())
-    noise = noise_report(load, [document["runs"][0] for _, document in documents])
+    noise = noise_report(load, timed)
     for _, document in documents:
         document.update(load=load, noise=noise)
     if noise["warning"]:

@@ -453,13 +453,19 @@ def derived_rates(results: dict, workload, matmul: dict | None, dtype: str) -> N
         result["fraction_of_matmul"] = result["gflops"] / matmul[f"{dtype}_gflops"] if matmul else None
 
 
-def noise_report(load: dict, runs: list[dict]) -> dict:
+def labelled_results(runs: list[dict]) -> dict[str, dict]:
+    """{'backend' or 'backend at label' (sweep points): result} of a document's runs, for noise_report."""
+    return {f"{name}{' at ' + run['label'] if run.get('sweep_value') is not None else ''}": result
+            for run in runs for name, result in run["results"].items()}
+
+
+def noise_report(load: dict, results: dict[str, dict]) -> dict:
     """Is the machine busy, or a spread wide? The results file's ``noise``, with its one warning line.
 
     ``load``: {before, during, after} readings (reports.machine); busy when other processes used more
     than BUSY_OTHERS_CORES cores in any of them, or the load average before the run exceeded the cores
-    (after the run it counts this run's own threads). Wide: a backend's rounds have (q3 - q1) / median
-    above WIDE_SPREAD.
+    (after the run it counts this run's own threads). ``results``: {label: result}; a wide spread: a
+    result's rounds have (q3 - q1) / median above WIDE_SPREAD.
     """
     reasons = []
     readings = [r for r in (load.get("before"), load.get("during"), load.get("after")) if r]
@@ -471,17 +477,12 @@ def noise_report(load: dict, runs: list[dict]) -> dict:
     if before.get("load_1min") is not None and cores and before["load_1min"] > cores:
         reasons.append(f"the load average was {before['load_1min']:.1f} on {cores} cores before the run")
     busy = bool(reasons)
-    wide = {}
-    for run in runs:
-        where = f" at {run['label']}" if run.get("sweep_value") is not None else ""
-        for name, result in run["results"].items():
-            if result.get("round_seconds") and result["median_epoch_seconds"]:
-                width = relative_spread(result["round_seconds"])
-                if width > WIDE_SPREAD:
-                    wide[f"{name}{where}"] = width
+    wide = {label: relative_spread(result["round_seconds"]) for label, result in results.items()
+            if result.get("round_seconds") and result["median_epoch_seconds"]}
+    wide = {label: width for label, width in wide.items() if width > WIDE_SPREAD}
     if wide:
         reasons.append("wide spread (q3-q1 over the median) of "
-                       + ", ".join(f"{name} {width:.0%}" for name, width in wide.items()))
+                       + ", ".join(f"{label} {width:.0%}" for label, width in wide.items()))
     warning = (f"WARNING: these timings are not trustworthy: {'; '.join(reasons)}; rerun on a quiet machine "
                f"(or with more --repeats)." if reasons else None)
     return {"busy": busy, "wide_spread": wide, "reasons": reasons, "warning": warning,

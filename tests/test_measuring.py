@@ -92,9 +92,14 @@ QUIET = {"load_1min": 0.3, "cores": 2, "others_cores": 0.1, "window_s": 0.5}
 
 
 def run_with(*seconds):
-    results = {f"b{k}": {"round_seconds": list(s), "median_epoch_seconds": sorted(s)[len(s) // 2]}
-               for k, s in enumerate(seconds)}
-    return [{"label": "main", "sweep_value": None, "results": results}]
+    return {f"b{k}": {"round_seconds": list(s), "median_epoch_seconds": sorted(s)[len(s) // 2]}
+            for k, s in enumerate(seconds)}
+
+
+def test_results_are_labelled_by_sweep_point():
+    runs = [{"label": "main", "sweep_value": None, "results": {"numpy": 1}},
+            {"label": "hidden=8", "sweep_value": 8, "results": {"numpy": 2, "numba_cpu": 3}}]
+    assert measuring.labelled_results(runs) == {"numpy": 1, "numpy at hidden=8": 2, "numba_cpu at hidden=8": 3}
 
 
 def test_noise_report_is_silent_on_a_quiet_machine_with_tight_rounds():

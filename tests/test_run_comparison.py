@@ -31,8 +31,10 @@ EVERY_OPTION = ("--workload", "--backends", "--cuda-simulator", "--epochs", "--l
 
 @pytest.fixture(autouse=True)
 def fast_harness(monkeypatch):
-    """A small reference matmul and short load readings: the numbers are not what these tests check."""
+    """A small reference matmul, short load readings and 3 timing rounds: the numbers are not what these tests
+    check."""
     monkeypatch.setattr(run_comparison, "MATMUL_N", 64)
+    monkeypatch.setattr(run_comparison, "DEFAULT_REPEATS", 3)
     monkeypatch.setattr(machine, "LOAD_WINDOW_S", 0.01)
 
 
@@ -144,13 +146,13 @@ def test_end_to_end_run_writes_json_and_csv_with_the_machine(tmp_path, capsys):
     assert result["speedup"] == 1.0 and result["gflops"] > 0 and result["peak_rss_bytes"] > 0
     assert set(result["breakdown"]) >= {"forward_seconds", "backward_seconds", "update_seconds", "transfer_seconds",
                                         "within_noise", "sum_seconds", "epoch_seconds"}
-    # the timing: 5 interleaved rounds (the default), their median and spread; numpy on its BLAS's threads
-    assert result["timing_rounds"] == 5 == len(result["round_seconds"]) == result["breakdown"]["repeats"]
+    # the timing: 3 interleaved rounds (the default here), their median and spread; numpy on its BLAS's threads
+    assert result["timing_rounds"] == 3 == len(result["round_seconds"]) == result["breakdown"]["repeats"]
     assert result["median_epoch_seconds"] == float(np.median(result["round_seconds"])) > 0
     assert result["epoch_spread"]["q1"] <= result["median_epoch_seconds"] <= result["epoch_spread"]["q3"]
     assert result["reference_blas_threads"] == result["threads"] == machine["blas"]["threads"] >= 1
     assert len(result["epoch_seconds"]) == 2                      # the training run's epochs, kept apart
-    assert document["config"]["repeats"] == 5 and document["config"]["blas_threads"] is None
+    assert document["config"]["repeats"] == 3 and document["config"]["blas_threads"] is None
     for when in ("before", "during", "after"):
         assert document["load"][when]["window_s"] > 0
     assert set(document["noise"]) >= {"busy", "wide_spread", "warning"}
@@ -218,7 +220,7 @@ def test_agreeing_cpu_and_device_backends(tmp_path, monkeypatch, capsys):
     results = resultfiles.read_results(results_in(tmp_path, ".json")[0])["runs"][0]["results"]
     cpu, gpu = results["cpuish"], results["gpuish"]
     # parallel efficiency is the backend's own: its one-thread rounds against its 2-thread rounds, paired
-    assert cpu["threads"] == 2 and len(cpu["one_thread_round_seconds"]) == len(cpu["round_seconds"]) == 5
+    assert cpu["threads"] == 2 and len(cpu["one_thread_round_seconds"]) == len(cpu["round_seconds"]) == 3
     paired = [one / (2 * many) for one, many in zip(cpu["one_thread_round_seconds"], cpu["round_seconds"])]
     assert cpu["parallel_efficiency"] == pytest.approx(float(np.median(paired)))
     assert gpu["parallel_efficiency"] is None and gpu["one_thread_round_seconds"] is None
@@ -297,7 +299,7 @@ def test_progress_goes_to_stderr_off_a_terminal_and_quiet_silences_it(tmp_path, 
     monkeypatch.setattr(console, "PROGRESS_EVERY_S", 0.0)
     assert run(["--backends", "numpy", "--epochs", "2"], tmp_path) == 0
     captured = capsys.readouterr()
-    assert "numpy: epoch 1/1 done" in captured.err and "timing: round 5/5" in captured.err
+    assert "numpy: epoch 1/1 done" in captured.err and "timing: round 3/3" in captured.err
     assert "..." not in captured.out
     assert run(["--backends", "numpy", "--epochs", "2", "--quiet"], tmp_path) == 0
     quiet = capsys.readouterr()
