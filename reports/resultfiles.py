@@ -14,7 +14,9 @@ name, which fails rather than replaces when the name exists: an earlier run is n
 overwritten (a second run in the same second gets the suffix ``-2``, ``-3``...) and a
 reader never sees half a file. Non-finite numbers are written as null.
 
-JSON schema (``"schema": "parallel-lstm/run_comparison/1"``); seconds are wall-clock
+JSON schema (``"schema": "parallel-lstm/run_comparison/2"``; version 1, before the interleaved rounds, had
+``median_epoch_seconds`` from the training run and ``parallel_efficiency`` = speedup / threads, which is
+not an efficiency: do not read a version-1 file's as version 2's); seconds are wall-clock
 seconds, *_per_epoch means averaged over the epochs of the training run. A spread is
 {min, q1, median, q3, max} of per-round values (quartiles by linear interpolation). Every timing
 comes from the interleaved rounds that follow the training runs (reports/measuring.py): ``repeats``
@@ -115,7 +117,9 @@ machine noise:
                      compute_capability, kernel_version, launches_per_epoch, h2d_per_epoch,
                      d2h_per_epoch, device_memory_bytes, simulator)}
 
-Timing fields are null where ``timed`` is false. ``read_results(path)`` loads and checks a file;
+Timing fields are null where ``timed`` is false. The CSV repeats each result's summary fields on its
+rows, with the rounds' quartiles as ``q1_epoch_seconds`` and ``q3_epoch_seconds``; its ``epoch_seconds``
+are the training run's. ``read_results(path)`` loads and checks a file;
 ``run_record``, ``config_record`` and ``results_document`` assemble one (the harness and the bench tools alike).
 """
 from __future__ import annotations
@@ -136,7 +140,7 @@ import numpy as np
 
 from lstm_numpy.flops import epoch_flops, training_flops
 
-SCHEMA = "parallel-lstm/run_comparison/1"
+SCHEMA = "parallel-lstm/run_comparison/2"
 
 CSV_COLUMNS = (
     "label", "sweep_param", "sweep_value", "workload", "task", "N_train", "N_valid", "T", "D", "H", "Y", "B",
