@@ -16,8 +16,7 @@ import numpy as np
 
 SWEEP_PARAMS = {"samples": "samples", "hidden": "hidden", "batch": "batch_size", "batch-size": "batch_size",
                 "batch_size": "batch_size", "seq-len": "seq_len", "seq_len": "seq_len", "threads": "threads"}
-SWEEP_OPTION = {"samples": "--samples", "hidden": "--hidden", "batch_size": "--batch-size", "seq_len": "--seq-len",
-                "threads": "--threads"}
+SWEEP_OPTION = {"samples": "--samples", "hidden": "--hidden", "batch_size": "--batch-size", "seq_len": "--seq-len"}
 THREADS = "threads"
 
 
