@@ -3,28 +3,34 @@
     python run_comparison.py                                   # seed workload, every backend this machine runs
     python run_comparison.py --workload heavy --threads 2      # a CPU busy for seconds per epoch
     python run_comparison.py --workload light --sweep hidden=16,32,64,128
+    python run_comparison.py --workload heavy --sweep threads=1,2 --epochs 1   # strong scaling of the CPU backends
+    python run_comparison.py --backends numpy,numba_cpu,torch  # with PyTorch's nn.LSTM as a peer row
     python run_comparison.py --backends numba_cuda --cuda-simulator --epochs 1   # CUDA kernels without a GPU
 
 In order, it:
 1. checks every option (a bad one: one sentence on stderr, exit 2, nothing written);
 2. builds the workload (data/workloads.py) and one set of initial parameters for all backends;
-3. per backend: times the JIT compilation on a tiny slice of the same dtype and task (the
-   difference between a first and a second tiny run), trains the configured epochs (the loss
-   log; per-epoch wall time, CPU user and sys time, peak memory), then times an epoch's
-   forward, backward and update phases with ``trainer.run_epoch(order, upto=...)``;
-4. compares every backend's per-epoch training and validation loss and final parameters with
+3. reads the machine's load (reports/machine.py), then per backend: times the JIT compilation on a
+   tiny slice of the same dtype and task (the difference between a first and a second tiny run) and
+   trains the configured epochs (the loss log; per-epoch wall time, CPU user and sys time, peak memory);
+4. times ``--repeats`` interleaved rounds of one epoch per backend (A, B, A, B, ...) on fresh trainers
+   with the training run's orders, with the forward and forward+backward phases, a one-thread trainer
+   of every CPU backend that runs on more threads, and for ``--sweep threads=...`` one trainer per
+   thread count; reads the load again;
+5. compares every backend's per-epoch training and validation loss and final parameters with
    the NumPy reference (``lstm_numpy.checks.assert_same_history``, rtol 1e-10 in float64, 1e-4 in float32)
-   and prints one verdict line;
-5. prints the timing table and writes JSON and CSV results (schema: ``reports/resultfiles.py``).
+   and prints one verdict line, and one warning line when the machine was busy or a spread is wide;
+6. prints the timing tables and writes JSON and CSV results (schema: ``reports/resultfiles.py``).
 
 Exit codes: 0 every backend agrees with the reference; 1 one disagrees; 2 bad input; 3 training
 diverged (a non-finite or exploding loss); 130 interrupted (Ctrl-C).
 
-Measuring (reports/measuring.py, shared with the bench tools): compilation is never inside an
-epoch time; the epoch time is the median of the training run's epochs; ``run_epoch`` returns host
-losses, so a GPU epoch is synchronised before the clock is read; speedup = T_numpy / T_backend on
-the same workload; parallel efficiency = T_numpy / (threads * T_backend) = speedup / threads for
-CPU backends; GFLOP/s come from ``training_flops`` and are also given as a fraction of NumPy's
+Measuring (reports/measuring.py, shared with the bench tools): compilation is never inside an epoch
+time; every figure is the median of the interleaved rounds with its quartiles and extremes;
+``run_epoch`` returns host losses, so a GPU epoch is synchronised before the clock is read; speedup =
+T_numpy / T_backend of each round (NumPy on its BLAS's threads, stated next to it; --blas-threads pins
+them); parallel efficiency = T(1 thread) / (p x T(p threads)) of the same backend, None without a
+one-thread time; GFLOP/s come from ``training_flops`` and are also given as a fraction of NumPy's
 2048x2048 matmul rate measured in the same run. A backend on Numba's CUDA simulator is checked
 for equal losses but never timed.
 
@@ -47,19 +53,22 @@ from data.workloads import DEFAULTS, WORKLOADS
 from lstm_numpy.backends import BACKENDS
 from lstm_numpy.errors import NonFiniteLossError, UserError
 from lstm_numpy.flops import epoch_flops
+from reports import machine as machine_facts
 from reports.build import build_report
 from reports.census import REFERENCE, check_threads, select_backends
-from reports.console import Progress, print_loss_log, print_sweep, print_timing
-from reports.machine import describe_machine
-from reports.measuring import derived_rates, matmul_gflops, measure_backend
+from reports.console import Progress, print_loss_log, print_scaling, print_sweep, print_timing
+from reports.measuring import (apply_rounds, blas_pinned, derived_rates, labelled_results, matmul_gflops,
+                               measure_backend, noise_report, plan_entries, run_rounds, scaling_record)
 from reports.options import OneSentenceParser, backend_list, non_negative_int, positive_float, positive_int
 from reports import resultfiles
 from reports.resultfiles import config_record, default_results_dir as default_out_dir, results_document, run_record
 from lstm_numpy.backends import enable_cuda_simulator
-from reports.sweep import SWEEP_OPTION, sweep_spec, sweep_summary
+from reports.sweep import SWEEP_OPTION, THREADS, sweep_spec, sweep_summary
 from reports.verdict import compare_with_reference, verdict_line, verdict_record
 
 MATMUL_N = 2048              # the reference matmul's size (tests shrink it)
+LONG_TIMING_S = 60.0         # say how long the timing rounds will take when it is longer than this
+DEFAULT_REPEATS = 5          # timing rounds (tests lower it)
 EXIT_OK, EXIT_DISAGREE, EXIT_USAGE, EXIT_DIVERGED = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130          # 128 + SIGINT, as shells report it
 
@@ -82,9 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--workload", choices=WORKLOADS, default="seed",
         help="named workload, see below (default: seed, the original project's AirPassengers task)")
     add("--backends", type=backend_list, metavar="LIST",
-        help=f"comma-separated backends from {', '.join(BACKENDS)}; the numpy reference is always added "
-             "when another backend is compared (default: every backend this machine can run; numba_cuda "
-             "only with a GPU, or with --cuda-simulator)")
+        help=f"comma-separated backends from {', '.join(BACKENDS)}, and torch (PyTorch's nn.LSTM as a peer "
+             "row, when PyTorch is installed); the numpy reference is always added when another backend is "
+             "compared (default: every backend this machine can run, without torch; numba_cuda only with a "
+             "GPU, or with --cuda-simulator)")
     add("--cuda-simulator", action="store_true",
         help="run numba_cuda on Numba's CUDA simulator (sets NUMBA_ENABLE_CUDASIM=1): losses are checked, "
              "nothing is timed; slow, use small sizes (default: off)")
@@ -100,7 +110,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="floating-point type of every backend (default: float64; losses must agree to 1e-10, "
              "float32 to 1e-4)")
     add("--threads", type=positive_int,
-        help="threads of the CPU backends (default: Numba's, every core); the numpy reference uses its BLAS's")
+        help="threads of the CPU backends numba_cpu and torch (default: numba_cpu each epoch takes the cores "
+             "other processes leave free, torch its own default); the numpy reference uses its BLAS's, see "
+             "--blas-threads")
+    add("--blas-threads", type=positive_int, metavar="N",
+        help="pin NumPy's BLAS, and so the numpy reference every speedup divides, to N threads (threadpoolctl) "
+             "(default: the BLAS's own count, stated next to every speedup)")
+    add("--repeats", type=positive_int, default=DEFAULT_REPEATS, metavar="R",
+        help="interleaved timing rounds of one epoch per backend after the training runs; every time is "
+             f"the median of R rounds with its quartiles (default: {DEFAULT_REPEATS})")
+    add("--no-one-thread", action="store_true",
+        help="do not time a one-thread trainer of each CPU backend in the rounds (then parallel efficiency "
+             "is not measured; default: timed wherever a backend runs on more than one thread)")
+    add("--weak", action="store_true",
+        help="with --sweep threads=...: weak scaling, the samples grow with the threads (heavy and gpu only) "
+             "(default: strong scaling, the same work on every thread count)")
     add("--seed", type=non_negative_int, default=0,
         help="seed of the initial weights, the minibatch order and synthetic data (default: 0)")
     add("--kernel-version", type=positive_int, metavar="V",
@@ -110,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--column", metavar="NAME", help="the numeric column of --data to use (default: none; needs --data)")
     add("--sweep", type=sweep_spec, metavar="PARAM=V1,V2,...",
         help="run every backend at each size of samples, hidden, batch or seq-len and fit the log-log "
-             "slope of epoch time against size (default: no sweep)")
+             "slope of epoch time against size; or threads=1,2,...: time the CPU backends at each thread "
+             "count (up to the cores present), with speedup, parallel efficiency and Amdahl's serial "
+             "fraction (default: no sweep)")
     add("--out", metavar="DIR", default=None,
         help="folder for the JSON and CSV results (default: reports/results/ of this checkout)")
     add("--report", action="store_true",
@@ -118,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
              "results files in the results folder and a 5-seed forecast run, as python -m reports does "
              "(default: off)")
     add("--quiet", action="store_true",
-        help="print only the verdict line and the results files (default: loss log, tables and, on a "
-             "terminal, progress)")
+        help="print only the verdict line, the noise warning if any, and the results files (default: loss "
+             "log, tables, and progress lines on stderr)")
     return parser
 
 
@@ -135,15 +161,34 @@ def check_out_dir(path: Path) -> None:
                         f"choose another folder.")
 
 
+def thread_counts(args) -> list[int] | None:
+    """The thread counts of ``--sweep threads=...`` (1 added when missing: every ratio divides its time);
+    None without that sweep. A UserError for a count beyond the cores present or an option in conflict."""
+    if args.weak and (args.sweep is None or args.sweep[0] != THREADS):
+        raise UserError("--weak belongs to a thread sweep: add --sweep threads=1,2,... or leave --weak out.")
+    if args.sweep is None or args.sweep[0] != THREADS:
+        return None
+    if args.threads is not None:
+        raise UserError("--threads and --sweep threads=... both set the threads; give only the sweep.")
+    if args.weak and args.workload not in ("heavy", "gpu"):
+        raise UserError(f"weak scaling grows the samples, fixed by the series in {args.workload}; use heavy or gpu.")
+    cores = machine_facts.usable_cores() or 1
+    if max(args.sweep[1]) > cores:
+        raise UserError(f"--sweep threads asks for {max(args.sweep[1])} threads but this machine has {cores} "
+                        f"cores; give thread counts up to {cores}.")
+    check_threads(max(args.sweep[1]))
+    return sorted(set(args.sweep[1]) | {1})
+
+
 def build_workloads(args) -> list[tuple[str, int | None, object]]:
-    """[(label, sweep value, Workload)]: one for a plain run, one per size for a sweep."""
+    """[(label, sweep value, Workload)]: one for a plain run or a thread sweep, one per size for a size sweep."""
     if (args.data is None) != (args.column is None):
         raise UserError("--data and --column go together: give the CSV file and the name of its numeric column.")
     series = load_series(args.data, args.column) if args.data else None
     overrides = {"hidden": args.hidden, "batch_size": args.batch_size, "lr": args.lr, "epochs": args.epochs,
                  "samples": args.samples, "seq_len": args.seq_len}
     options = {"threads": args.threads, "kernel_version": args.kernel_version}
-    if args.sweep is None:
+    if args.sweep is None or args.sweep[0] == THREADS:
         return [("main", None, make_workload(args.workload, seed=args.seed, series=series, **overrides, **options))]
     param, values = args.sweep
     if overrides[param] is not None:
@@ -179,23 +224,29 @@ def announce(census: dict, requested: list[str] | None, say) -> None:
         say(f"added the numpy reference to compare {', '.join(requested)} with.")
 
 
-def measure_point(label: str, sweep_value, workload, names: list[str], census: dict, args, progress: Progress,
-                  compiled: set, matmul: dict | None) -> tuple[dict, list[dict]]:
-    """Train and measure every backend on one workload; returns (the run's record, its mismatches).
+def weak_workloads(args, workload):
+    """For --weak: the workload on p threads has p times the training samples."""
+    base = workload.shapes["N_train"]
+    overrides = {"hidden": args.hidden, "batch_size": args.batch_size, "lr": args.lr, "epochs": args.epochs,
+                 "seq_len": args.seq_len, "kernel_version": args.kernel_version}
+    return lambda p: make_workload(args.workload, seed=args.seed, samples=base * p, **overrides)
+
+
+def train_point(label: str, workload, params, names: list[str], census: dict, args, progress: Progress,
+                compiled: set) -> tuple[dict, dict, dict, list[dict]]:
+    """Train every backend on one workload: (results, histories, failed, mismatches so far).
 
     A backend other than the reference that raises or diverges fails the verdict while the others
     still run; the reference diverging stops the run (exit 3).
     """
-    params = workload.initial_params(args.dtype)
     results, histories, failed, mismatches = {}, {}, {}, []
-    where = f" at {label}" if args.sweep is not None else ""
+    where = f" at {label}" if label != "main" else ""
     for name in names:
-        if args.sweep is not None:
+        if where:
             progress.begin(name)
             progress.note(f"sweep point {label}")
         try:
-            results[name], histories[name] = measure_backend(census[name], workload, params, progress, compiled,
-                                                             breakdown=args.sweep is None)
+            results[name], histories[name] = measure_backend(census[name], workload, params, progress, compiled)
         except NonFiniteLossError as exc:
             if name == REFERENCE:       # the run itself diverges: exit 3
                 raise NonFiniteLossError(f"{name}{where}: {exc}", exc.epoch, exc.minibatch) from None
@@ -213,9 +264,65 @@ def measure_point(label: str, sweep_value, workload, names: list[str], census: d
             print(f"run_comparison.py: {name}{where} failed:\n{failed[name]}", file=sys.stderr)
             mismatches.append({"backend": name, "label": label,
                                "message": f"{name}{where} raised {type(exc).__name__}: {exc}"})
+    return results, histories, failed, mismatches
+
+
+def measure_point(label: str, sweep_value, workload, names: list[str], census: dict, args, say, progress: Progress,
+                  compiled: set, matmul: dict | None, counts: list[int] | None) -> tuple[dict, list[dict], dict]:
+    """Train every backend on one workload, then time the interleaved rounds; returns (the run's record, its
+    mismatches, the rounds). ``counts``: the thread counts of a thread sweep, else None."""
+    params = workload.initial_params(args.dtype)
+    results, histories, failed, mismatches = train_point(label, workload, params, names, census, args, progress,
+                                                         compiled)
+    size_sweep = args.sweep is not None and counts is None
+    # A size sweep measures how time grows with size: no phases or one-thread trainers at every point.
+    entries = plan_entries(census, results, workload, params, phases=not size_sweep,
+                           one_thread=not (args.no_one_thread or size_sweep), thread_counts=counts,
+                           workload_for=weak_workloads(args, workload) if args.weak else None)
+    expected = args.repeats * sum(entry.expected_seconds for entry in entries)
+    if expected > LONG_TIMING_S:
+        say(f"note: {args.repeats} interleaved timing rounds{' at ' + label if size_sweep else ''} take about "
+            f"{expected:.0f} s; fewer --repeats (or --no-one-thread) shorten them.")
+    rounds = run_rounds(entries, args.repeats, progress)
+    apply_rounds(results, rounds)
     derived_rates(results, workload, matmul, args.dtype)
     mismatches += compare_with_reference(results, histories, args.dtype, label)
-    return run_record(label, sweep_value, workload, results, failed), mismatches
+    return run_record(label, sweep_value, workload, results, failed), mismatches, rounds
+
+
+def check_blas_threads(threads: int | None) -> None:
+    cores = machine_facts.usable_cores() or 1
+    if threads is not None and threads > cores:
+        raise UserError(f"--blas-threads {threads} exceeds the {cores} cores of this machine; give at most {cores}.")
+
+
+def measure_all(args, say, progress: Progress, points, names: list[str], census: dict,
+                counts: list[int] | None) -> dict:
+    """Read the load, measure every point, read the load again: {runs, mismatches, matmul, load, scaling, machine}."""
+    load = {"before": machine_facts.load_reading()}
+    meter = machine_facts.OthersMeter()
+    matmul = matmul_gflops(MATMUL_N) if any(not census[n].simulator for n in names) else None
+    if matmul and REFERENCE in names:
+        worst = max(epoch_flops(w.shapes, w.config.task) for _, _, w in points) / (matmul[f"{args.dtype}_gflops"] * 1e9)
+        if worst > 60:
+            say(f"note: the numpy reference needs at least {worst:.0f} s per epoch here (at the matmul rate); "
+                f"--epochs 1 or smaller sizes keep the run short.")
+    compiled: set = set()
+    runs, mismatches, scaling = [], [], None
+    for label, sweep_value, workload in points:
+        record, point_mismatches, rounds = measure_point(label, sweep_value, workload, names, census, args, say,
+                                                         progress, compiled, matmul, counts)
+        runs.append(record)
+        mismatches += point_mismatches
+        if args.sweep is None or counts is not None:
+            say(lambda: print_loss_log(workload, record["results"], args.dtype))
+        if counts is not None:
+            scaling = scaling_record(rounds, list(record["results"]), counts, "weak" if args.weak else "strong")
+    load["during"] = meter.read()
+    load["after"] = machine_facts.load_reading()
+    cuda_stats = next((r["stats"] for run in runs for r in run["results"].values() if r["is_device"]), None)
+    return {"runs": runs, "mismatches": mismatches, "matmul": matmul, "load": load, "scaling": scaling,
+            "machine": machine_facts.describe_machine(cuda_stats)}
 
 
 def run(args, say, progress: Progress) -> int:
@@ -225,55 +332,47 @@ def run(args, say, progress: Progress) -> int:
     out_dir = Path(args.out) if args.out is not None else default_out_dir()
     check_out_dir(out_dir)
     check_threads(args.threads)
+    check_blas_threads(args.blas_threads)
+    counts = thread_counts(args)
     points = build_workloads(args)
     names, census = select_backends(args.backends, args.cuda_simulator)
     if args.kernel_version is not None:
         check_kernel_version(args.kernel_version, names)
     announce(census, args.backends, say)
+    if counts is not None and counts != sorted(set(args.sweep[1])):
+        say("added 1 thread to the thread sweep: every speedup and efficiency divides the one-thread time.")
 
-    matmul = matmul_gflops(MATMUL_N) if any(not census[n].simulator for n in names) else None
-    if matmul and REFERENCE in names:
-        worst = max(epoch_flops(w.shapes, w.config.task) for _, _, w in points) / (matmul[f"{args.dtype}_gflops"] * 1e9)
-        if worst > 60:
-            say(f"note: the numpy reference needs at least {worst:.0f} s per epoch here (at the matmul rate); "
-                f"--epochs 1 or smaller sizes keep the run short.")
-    compiled: set = set()
-    runs, mismatches = [], []
-    for label, sweep_value, workload in points:
-        record, point_mismatches = measure_point(label, sweep_value, workload, names, census, args, progress,
-                                                 compiled, matmul)
-        runs.append(record)
-        mismatches += point_mismatches
-        if args.sweep is None:
-            say(lambda: print_loss_log(workload, record["results"], args.dtype))
-
+    with blas_pinned(args.blas_threads):
+        measured = measure_all(args, say, progress, points, names, census, counts)
+    runs, mismatches, matmul = measured["runs"], measured["mismatches"], measured["matmul"]
     sweep = None
-    if args.sweep is not None:
+    if args.sweep is not None and counts is None:
         sweep = sweep_summary(*args.sweep, runs, names)
         say(lambda: print_sweep(sweep, names))
 
     first = points[0][2]
     line = verdict_line(names, mismatches, args.dtype, first.config.epochs, census)
     print(line, flush=True)
-    cuda_stats = next((r["stats"] for run in runs for r in run["results"].values() if r["is_device"]), None)
-    machine = describe_machine(cuda_stats)
-    if args.sweep is None:
-        say(lambda: print_timing(runs[0]["results"], matmul, args.dtype, machine))
+    noise = noise_report(measured["load"], labelled_results(runs))
+    if noise["warning"]:
+        print(noise["warning"], flush=True)
+    if args.sweep is None or counts is not None:
+        say(lambda: print_timing(runs[0]["results"], matmul, args.dtype, measured["machine"], measured["load"]))
+    if measured["scaling"]:
+        say(lambda: print_scaling(measured["scaling"]))
     exit_code = EXIT_DISAGREE if mismatches else EXIT_OK
 
     document = results_document(
         argv=args.argv, exit_code=exit_code, verdict=verdict_record(line, names, mismatches, args.dtype),
         config=config_record(first, names, args.dtype, data=args.data, column=args.column,
-                             cuda_simulator=args.cuda_simulator, sweep=args.sweep),
-        machine=machine, reference_matmul=matmul, census=census, runs=runs, sweep=sweep)
+                             cuda_simulator=args.cuda_simulator, sweep=args.sweep, repeats=args.repeats,
+                             blas_threads=args.blas_threads, one_thread=not args.no_one_thread, weak=args.weak),
+        machine=measured["machine"], reference_matmul=matmul, census=census, runs=runs, sweep=sweep,
+        load=measured["load"], noise=noise, scaling=measured["scaling"])
     json_path, csv_path = resultfiles.write_results(str(out_dir), resultfiles.results_stem(args.workload), document)
     print(f"results: {json_path}")
     print(f"         {csv_path}")
     return exit_code
-
-
-def stdout_is_terminal() -> bool:
-    return sys.stdout.isatty()
 
 
 def main(argv=None) -> int:
@@ -296,7 +395,7 @@ def main(argv=None) -> int:
     try:
         if args.cuda_simulator:
             enable_cuda_simulator()
-        code = run(args, say, Progress(stdout_is_terminal() and not args.quiet))
+        code = run(args, say, Progress(not args.quiet))
         if args.report and code == EXIT_OK:
             say(f"report: {build_report(default_out_dir().parent, args.out or default_out_dir())}")
         return code

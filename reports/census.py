@@ -4,20 +4,25 @@
     select_backends(requested, use_simulator)       the backends to run (the reference first) and the census
     check_threads(threads)                          a UserError when more threads are asked than Numba allows
 
-Backends are reached only through ``lstm_numpy.backends``; nothing here imports Numba
-at module level (see lstm_numpy/backends.py).
+Backends are reached only through ``lstm_numpy.backends``; peer baselines (PEERS: PyTorch's nn.LSTM,
+reports/torch_baseline.py) run only when named in ``--backends``: a default run does not grow a row
+because a package happens to be installed, and is not slowed by importing it. Nothing here imports
+Numba or PyTorch at module level (see lstm_numpy/backends.py).
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import importlib.util
 import os
 
-from lstm_numpy.backends import BACKENDS, get_backend
+from lstm_numpy.backends import BACKENDS, cuda_simulator_on, get_backend
 from lstm_numpy.errors import UserError
 
-from lstm_numpy.backends import cuda_simulator_on
-
 REFERENCE = "numpy"
+# name: (the module with a backend's surface, the package it needs)
+PEERS = {"torch": ("reports.torch_baseline", "torch")}
+PEER_SKIP = "a peer baseline runs only when asked: add it to --backends (e.g. --backends numpy,numba_cpu,{name})"
 # Names a backend package must export for the harness to run it (see lstm_numpy/__init__.py).
 REQUIRED_EXPORTS = ("make_trainer", "train", "is_available", "describe")
 
@@ -39,7 +44,7 @@ def backend_status(name: str) -> BackendStatus:
     """Import a registered backend and ask it whether it can run here; never raises."""
     status = BackendStatus(name)
     try:
-        status.module = get_backend(name)
+        status.module = importlib.import_module(PEERS[name][0]) if name in PEERS else get_backend(name)
     except Exception as exc:   # a backend that fails to import is reported, not fatal
         status.reason = f"importing {BACKENDS.get(name, name)} failed ({type(exc).__name__}: {exc})"
         return status
@@ -59,12 +64,25 @@ def backend_status(name: str) -> BackendStatus:
     return status
 
 
+def peer_status(name: str) -> BackendStatus:
+    """A peer that was not asked for: whether its package is installed (found, not imported), and why a
+    default run leaves it out."""
+    module, package = PEERS[name]
+    installed = importlib.util.find_spec(package) is not None
+    return BackendStatus(name, reason=None if installed else f"{package} is not installed",
+                         skip=PEER_SKIP.format(name=name))
+
+
 def select_backends(requested: list[str] | None, use_simulator: bool) -> tuple[list[str], dict[str, BackendStatus]]:
-    """The backends to run (reference first) and the status of every registered backend."""
+    """The backends to run (reference first) and the status of every registered backend and peer."""
     census = {name: backend_status(name) for name in BACKENDS}
+    for name in PEERS:
+        census[name] = backend_status(name) if requested and name in requested else peer_status(name)
     if requested is None:
         chosen = []
         for name, status in census.items():
+            if status.skip is not None:
+                continue
             if status.reason is None and status.simulator and not use_simulator:
                 status.skip = ("it would run on Numba's CUDA simulator here (no GPU); add --cuda-simulator "
                                "to check its losses (no timings)")

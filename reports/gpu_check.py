@@ -6,11 +6,13 @@
 The llm.c pattern: first every version against the NumPy reference on the GPU (loss_and_grads
 at sizes that cross tiles, both tasks, float64 and float32, and a 3-epoch training run of
 ``light``); only if all match, every version is timed against numpy and numba_cpu on each
-workload, measured as run_comparison.py measures (reports/measuring.py): compile time apart,
-the median of ``--repeats`` training epochs, the phase breakdown. The CPU baselines on heavy
-and gpu train on ``--baseline-batches`` minibatches (and one validation chunk) and are scaled
-to a full epoch; their results say so (``extrapolated_from_minibatches``). On light every
-backend trains the whole workload and its losses are checked against the reference too.
+workload, measured as run_comparison.py measures (reports/measuring.py): compile time apart, a
+CHECK_EPOCHS training run of each, then ``--repeats`` interleaved rounds of one epoch of every
+backend and version (medians with quartiles, speedups from the paired rounds, the phase breakdown),
+and one warning line when the machine was busy or a spread is wide. The CPU baselines on heavy and
+gpu train and are timed on ``--baseline-batches`` minibatches (and one validation chunk), scaled to
+a full epoch; their results say so (``extrapolated_from_minibatches``). On light every backend
+trains the whole workload and its losses are checked against the reference too.
 
 Results: per workload and version a pair of files of the harness's schema
 (reports/resultfiles.py), ``<workload>-gpu_check-v<N>``, holding that version's validation
@@ -32,10 +34,12 @@ from lstm_numpy.checks import assert_close, assert_same_history
 from lstm_numpy.contract import TASKS, Dataset, batch_bounds
 from lstm_numpy.errors import NonFiniteLossError, UserError
 from reports import resultfiles
+from reports import machine as machine_facts
 from reports.census import REFERENCE, backend_status, select_backends
-from reports.console import Progress
+from reports.console import Progress, fmt
 from reports.machine import describe_machine
-from reports.measuring import derived_rates, epoch_spread, matmul_gflops, measure_backend
+from reports.measuring import (apply_rounds, derived_rates, matmul_gflops, measure_backend, noise_report, run_rounds,
+                               timed_entry)
 from reports.options import OneSentenceParser, choice_list, positive_int
 from lstm_numpy.backends import cuda_simulator_on
 from reports.verdict import compare_with_reference, verdict_line, verdict_record
@@ -45,6 +49,7 @@ CUDA = "numba_cuda"
 WORKLOADS = ("light", "heavy", "gpu")
 FULL_BASELINES = ("light",)      # elsewhere a full CPU epoch would take minutes: a sample is timed
 VALIDATION_SIZES = [(5, 7, 3, 37, 3), (33, 3, 1, 130, 2), (1, 1, 2, 3, 3)]   # (B, T, D, H, Y), crossing tiles
+CHECK_EPOCHS = 2     # the training run checks the losses (on light); the timing is the interleaved rounds
 
 
 def build_parser(kernel_versions) -> OneSentenceParser:
@@ -56,7 +61,8 @@ def build_parser(kernel_versions) -> OneSentenceParser:
     add("--versions", type=choice_list(int, kernel_versions, "kernel version", "kernel versions"),
         default=list(kernel_versions), help=f"comma-separated kernel versions (default: every one, "
                                             f"{','.join(map(str, kernel_versions))})")
-    add("--repeats", type=positive_int, default=5, help="timed epochs per backend and version (default: 5)")
+    add("--repeats", type=positive_int, default=5,
+        help="interleaved timing rounds of one epoch per backend and version (default: 5)")
     add("--baseline-batches", type=positive_int, default=4,
         help="minibatches the CPU baselines time on heavy and gpu, then scaled to an epoch (default: 4)")
     add("--dtype", default="float32", choices=["float32", "float64"], help="dtype of the timings (default: float32)")
@@ -119,23 +125,30 @@ def sample_of(workload, batches: int):
     return dataclasses.replace(workload, data=data)
 
 
-def measure_baseline(status, workload, params, batches: int, progress, compiled: set) -> tuple[dict, object]:
-    """A CPU backend on the whole workload, or on a sample scaled to a full epoch; (result, History)."""
+def baseline_workload(workload, batches: int):
+    """(what a CPU baseline runs on, the factor to a full epoch): the whole workload where it is short
+    enough (FULL_BASELINES), else its first ``batches`` minibatches."""
     if workload.name in FULL_BASELINES:
-        return measure_backend(status, workload, params, progress, compiled, breakdown=True)
+        return workload, 1.0
     sample = sample_of(workload, batches)
-    result, history = measure_backend(status, sample, params, progress, compiled, breakdown=False)
-    sampled = minibatch_count(sample)
-    scale = minibatch_count(workload) / sampled
+    return sample, minibatch_count(workload) / minibatch_count(sample)
+
+
+def measure_baseline(status, workload, params, batches: int, progress, compiled: set) -> tuple[dict, object]:
+    """A CPU backend trained on the whole workload, or on a sample scaled to a full epoch; (result, History)."""
+    used, scale = baseline_workload(workload, batches)
+    result, history = measure_backend(status, used, params, progress, compiled)
+    if used is workload:
+        return result, history
     result["epoch_seconds"] = [scale * t for t in result["epoch_seconds"]]
     for key in ("median_epoch_seconds", "user_seconds_per_epoch", "sys_seconds_per_epoch"):
         result[key] *= scale
-    result["extrapolated_from_minibatches"] = sampled
+    result["extrapolated_from_minibatches"] = minibatch_count(used)
     return result, history
 
 
 def version_document(workload, version: int, results: dict, histories: dict, rows: list[dict], names, census,
-                     dtype: str, matmul: dict, argv) -> dict:
+                     dtype: str, matmul: dict, argv, repeats: int) -> dict:
     """One version's results document: its validation rows, its timings next to the CPU baselines."""
     derived_rates(results, workload, matmul, dtype)
     full = {name: history for name, history in histories.items()
@@ -149,44 +162,77 @@ def version_document(workload, version: int, results: dict, histories: dict, row
                 f"checks; the CPU baselines ran on a sample, so the timed epochs are not compared.")
     return resultfiles.results_document(
         argv=argv, exit_code=1 if mismatches else 0, verdict=verdict_record(line, names, mismatches, dtype),
-        config=resultfiles.config_record(workload, names, dtype), machine=describe_machine(results[CUDA]["stats"]),
-        reference_matmul=matmul, census=census, sweep=None, tool=TOOL, validation=rows,
-        runs=[resultfiles.run_record("main", None, workload, results, {})])
+        config=resultfiles.config_record(workload, names, dtype, repeats=repeats),
+        machine=describe_machine(results[CUDA]["stats"]), reference_matmul=matmul, census=census, sweep=None,
+        tool=TOOL, validation=rows, runs=[resultfiles.run_record("main", None, workload, results, {})])
 
 
 def say_time(workload: str, backend: str, version, result: dict) -> None:
-    """One line per timed backend: the median epoch and the quartiles of the epochs around it."""
-    sampled, spread = result.get("extrapolated_from_minibatches"), epoch_spread(result["epoch_seconds"])
+    """One line per timed backend: the median epoch of the rounds, their quartiles, the speedup over numpy."""
+    sampled, spread = result.get("extrapolated_from_minibatches"), result["epoch_spread"]
     print(f"{workload:6s} {backend:10s} v{version or '-'} {result['median_epoch_seconds'] * 1e3:10.3f} ms/epoch "
-          f"(quartiles {spread['q1'] * 1e3:.3f}..{spread['q3'] * 1e3:.3f})"
+          f"(quartiles {spread['q1'] * 1e3:.3f}..{spread['q3'] * 1e3:.3f} over {result['timing_rounds']} rounds; "
+          f"{fmt(result['speedup'], '.2f')}x numpy on {fmt(result['reference_blas_threads'], 'd', '?')} BLAS threads)"
           + (f", scaled from {sampled} minibatches" if sampled else ""), flush=True)
+
+
+def version_key(version: int) -> str:
+    return f"{CUDA} v{version}"
+
+
+def time_workload(name: str, args, names, census, progress, compiled: dict, compiled_cpu: set):
+    """Train every CPU baseline and version on one workload, then time them in interleaved rounds:
+    (the workload, baselines {backend: (result, History)}, versions {version: (result, History)}, rounds)."""
+    workload = make_workload(name, epochs=CHECK_EPOCHS)
+    params = workload.initial_params(args.dtype)
+    baselines, versions, entries = {}, {}, []
+    for backend in (n for n in names if n != CUDA):
+        baselines[backend] = measure_baseline(census[backend], workload, params, args.baseline_batches, progress,
+                                              compiled_cpu)
+        used, scale = baseline_workload(workload, args.baseline_batches)
+        entries.append(timed_entry(census[backend], used, params, phases=used is workload, scale=scale,
+                                   epoch_seconds=baselines[backend][0]["median_epoch_seconds"] / scale))
+    for version in args.versions:
+        versioned = with_config(workload, kernel_version=version)
+        versions[version] = measure_backend(census[CUDA], versioned, params, progress, compiled[version])
+        entries.append(timed_entry(census[CUDA], versioned, params, key=version_key(version), phases=True,
+                                   epoch_seconds=versions[version][0]["median_epoch_seconds"]))
+    return workload, baselines, versions, run_rounds(entries, args.repeats, progress)
 
 
 def benchmark(args, names, census, rows, argv) -> list[tuple[str, dict]]:
     """Time every version and the CPU baselines on every workload; [(file stem, results document)]."""
-    matmul, progress, documents = matmul_gflops(), Progress(sys.stdout.isatty()), []
+    load = {"before": machine_facts.load_reading()}
+    meter = machine_facts.OthersMeter()
+    matmul, progress, documents, timed = matmul_gflops(), Progress(True), [], {}
     compiled = {version: set() for version in args.versions}     # each version compiles its own kernels
     compiled_cpu: set = set()
     for name in args.workloads:
-        workload = make_workload(name, epochs=args.repeats)
-        params = workload.initial_params(args.dtype)
-        baselines = {}
-        for backend in (n for n in names if n != CUDA):
-            baselines[backend] = measure_baseline(census[backend], workload, params, args.baseline_batches,
-                                                  progress, compiled_cpu)
-            say_time(name, backend, None, baselines[backend][0])
-        for version in args.versions:
+        workload, baselines, versions, rounds = time_workload(name, args, names, census, progress, compiled,
+                                                              compiled_cpu)
+        for version, (cuda_result, cuda_history) in versions.items():
             versioned = with_config(workload, kernel_version=version)
-            measured = {backend: (dict(result), history) for backend, (result, history) in baselines.items()}
-            measured[CUDA] = measure_backend(census[CUDA], versioned, params, progress, compiled[version],
-                                             breakdown=True)
-            say_time(name, CUDA, version, measured[CUDA][0])
-            results = {backend: result for backend, (result, _) in measured.items()}
-            histories = {backend: history for backend, (_, history) in measured.items()}
+            results = {backend: dict(result) for backend, (result, _) in baselines.items()}
+            results[CUDA] = cuda_result
+            apply_rounds(results, rounds, {CUDA: version_key(version)})
+            histories = {backend: history for backend, (_, history) in baselines.items()}
+            histories[CUDA] = cuda_history
+            for backend, result in results.items():
+                if backend != CUDA and version == args.versions[0]:
+                    say_time(name, backend, None, result)
+                    timed[f"{backend} ({name})"] = result
+            say_time(name, CUDA, version, cuda_result)
+            timed[f"{CUDA} v{version} ({name})"] = cuda_result
             own_rows = [row for row in rows if row["version"] == version]
             documents.append((f"{name}-gpu_check-v{version}",
                               version_document(versioned, version, results, histories, own_rows, names, census,
-                                               args.dtype, matmul, argv)))
+                                               args.dtype, matmul, argv, args.repeats)))
+    load.update(during=meter.read(), after=machine_facts.load_reading())
+    noise = noise_report(load, timed)
+    for _, document in documents:
+        document.update(load=load, noise=noise)
+    if noise["warning"]:
+        print(noise["warning"], flush=True)
     return documents
 
 

@@ -3,7 +3,7 @@
     OneSentenceParser       argparse whose errors are one sentence on stderr and exit status 2
     positive_int, non_negative_int, positive_float      option types: ``type=positive_int``
     choice_list(convert, choices, one, many)            an option type for 'a,b,c' from a fixed set
-    backend_list                                        registered backend names, 'numpy,numba_cpu'
+    backend_list                                        registered backend names and peers, 'numpy,numba_cpu,torch'
 """
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import argparse
 import numpy as np
 
 from lstm_numpy.backends import BACKENDS
+
+from .census import PEERS
 
 EXIT_USAGE = 2
 
@@ -65,5 +67,6 @@ def choice_list(convert, choices, one: str, many: str):
 
 
 def backend_list(text: str) -> list[str]:
-    """'numpy,numba_cpu' -> ['numpy', 'numba_cpu'], every name registered in lstm_numpy.backends."""
-    return choice_list(str, BACKENDS, "backend", "backend names")(text)
+    """'numpy,numba_cpu' -> ['numpy', 'numba_cpu'], every name registered in lstm_numpy.backends or a peer
+    baseline (reports.census.PEERS: torch)."""
+    return choice_list(str, {**BACKENDS, **PEERS}, "backend", "backend names")(text)

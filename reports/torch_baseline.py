@@ -12,7 +12,9 @@ checks its losses against the reference by the same rule:
   the same SGD ``p -= lr * scale * g`` with the same global-norm clipping (computed here, because
   ``clip_grad_norm_`` adds 1e-6 to the norm);
 - on a GPU: cuDNN's LSTM with TF32 disabled (full float32/float64 products, for parity); on a CPU:
-  PyTorch's own kernels (oneDNN/MKL), on ``config.threads`` threads when given.
+  PyTorch's own kernels (oneDNN/MKL), on ``config.threads`` threads when given, else on PyTorch's
+  default count. PyTorch's thread count is global to the process, so each trainer sets its own at the
+  start of every epoch (as numba_cpu does): trainers on different counts can take turns.
 
 Letters: B batch, T time steps, D input features, H hidden units, Y outputs.
 """
@@ -41,6 +43,16 @@ def is_available() -> str | None:
     return None
 
 
+_DEFAULT_THREADS: list[int] = []
+
+
+def default_threads() -> int:
+    """PyTorch's thread count before any trainer changed it."""
+    if not _DEFAULT_THREADS:
+        _DEFAULT_THREADS.append(_torch().get_num_threads())
+    return _DEFAULT_THREADS[0]
+
+
 def _device():
     torch = _torch()
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -51,7 +63,7 @@ def describe() -> dict:
     torch = _torch()
     device = _device()
     facts = {"backend": "torch", "torch": torch.__version__, "device": str(device),
-             "threads": torch.get_num_threads()}
+             "threads": default_threads()}
     if device.type == "cuda":
         facts.update(gpu=torch.cuda.get_device_name(device), cudnn=torch.backends.cudnn.version(),
                      tf32="disabled")
@@ -116,8 +128,8 @@ class TorchTrainer:
 
     def __init__(self, params: Params, data: Dataset, config: TrainConfig):
         torch = _torch()
-        if config.threads is not None:
-            torch.set_num_threads(config.threads)
+        self.threads = config.threads or default_threads()
+        torch.set_num_threads(self.threads)
         self.config = config
         self.task = check_task(config.task)
         self.model = TorchModel(params)
@@ -130,6 +142,8 @@ class TorchTrainer:
     def run_epoch(self, order: np.ndarray, upto: str = "update") -> tuple[np.ndarray, float]:
         torch = _torch()
         phase = check_phase(upto)
+        torch.set_num_threads(self.threads)
+        self.stats["threads"] = self.threads
         bounds = batch_bounds(order.size, self.config.batch_size)
         rows_all = torch.as_tensor(order, device=self.model.device)
         losses = np.full(bounds.size - 1, np.nan)

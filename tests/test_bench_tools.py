@@ -14,9 +14,14 @@ import pytest
 
 import lstm_numpy
 from data import make_workload
-from reports import build, cpu_bench, gpu_check, measuring, resultfiles
+from reports import build, cpu_bench, gpu_check, machine, measuring, resultfiles
 from reports.census import BackendStatus, select_backends
 from lstm_numpy.backends import cuda_simulator_on
+
+
+@pytest.fixture(autouse=True)
+def short_load_readings(monkeypatch):
+    monkeypatch.setattr(machine, "LOAD_WINDOW_S", 0.01)
 
 
 def test_speedup_and_parallel_efficiency_by_hand():
@@ -60,6 +65,13 @@ def test_cpu_bench_prints_its_table_and_writes_harness_results(tmp_path, capsys)
         assert document["verdict"]["agree"] and document["verdict"]["compared"] == ["numba_cpu"]
         assert document["runs"][0]["results"]["numba_cpu"]["agrees"] is True
     assert one["runs"][0]["results"]["numba_cpu"]["threads"] == 1
+    # both documents' timings come from the same interleaved rounds, and say how busy the machine was
+    numba, single = every["runs"][0]["results"]["numba_cpu"], one["runs"][0]["results"]["numba_cpu"]
+    assert numba["timing_rounds"] == single["timing_rounds"] == 1 and every["load"] == one["load"]
+    if numba["one_thread_round_seconds"] is not None:     # Numba may run more than one thread here
+        assert single["round_seconds"] == numba["one_thread_round_seconds"]
+        assert numba["parallel_efficiency"] == pytest.approx(single["round_seconds"][0]
+                                                             / (numba["threads"] * numba["round_seconds"][0]))
     assert build.latest_by_workload(build.read_documents(tmp_path))["light"]["_file"].endswith("light-cpu_bench.json")
 
 
@@ -81,7 +93,7 @@ def test_gpu_check_rejects_an_unknown_version_in_one_sentence(tmp_path, capsys):
 def test_cpu_baselines_on_a_sample_are_scaled_to_a_full_epoch(monkeypatch):
     seen = {}
 
-    def fake_measure(status, workload, params, progress, compiled, breakdown):
+    def fake_measure(status, workload, params, progress, compiled):
         seen["rows"] = (len(workload.data.X_train), len(workload.data.X_valid))
         return {"epoch_seconds": [1.0, 3.0], "median_epoch_seconds": 2.0, "user_seconds_per_epoch": 0.5,
                 "sys_seconds_per_epoch": 0.25}, None
@@ -147,6 +159,9 @@ def test_gpu_check_validates_then_writes_one_results_file_per_version_that_the_r
         cuda = document["runs"][0]["results"]["numba_cuda"]
         assert cuda["stats"]["kernel_version"] == version and cuda["agrees"] is True and cuda["timed"]
         assert cuda["breakdown"]["transfer_seconds"] is not None and cuda["speedup"] > 0
+        assert cuda["timing_rounds"] == 2 and len(cuda["round_seconds"]) == 2 and document["noise"] is not None
+        numpy_rounds = document["runs"][0]["results"]["numpy"]["round_seconds"]
+        assert numpy_rounds == read[0]["runs"][0]["results"]["numpy"]["round_seconds"]   # one set of rounds
         assert document["machine"]["cuda_device"]["device"] == "Stand-in GPU"
     assert build.cuda_versions_figure(str(tmp_path / "figures"), read)     # the report plots both versions
 

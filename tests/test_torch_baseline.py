@@ -57,3 +57,18 @@ def test_phases_leave_the_parameters_alone():
             assert np.array_equal(a, b), f"{phase} changed {name}"
     with pytest.raises(ref.UserError, match="unknown phase"):
         trainer.run_epoch(order, upto="everything")
+
+
+def test_trainers_on_different_thread_counts_take_turns():
+    """PyTorch's thread count is global: each trainer sets its own at every epoch, so that the timing rounds
+    can alternate a one-thread trainer with one on the default count."""
+    import torch
+    w = make_workload("light", hidden=4, epochs=1)
+    params = ref.init_params(*w.sizes, seed=0)
+    order = ref.epoch_orders(w.data.X_train.shape[0], 1, 0)[0]
+    default = torch_baseline.make_trainer(params, w.data, w.config)
+    single = torch_baseline.make_trainer(params, w.data, replace(w.config, threads=1))
+    for trainer, threads in ((default, torch_baseline.default_threads()), (single, 1), (default, None)):
+        trainer.run_epoch(order)
+        expected = threads or torch_baseline.default_threads()
+        assert torch.get_num_threads() == trainer.stats["threads"] == expected
