@@ -58,7 +58,8 @@ def figure_block(drawn: dict, name: str, alt: str) -> list[str]:
 
 def own_efficiency(document: dict, selection) -> dict:
     """{backend: T_1 / (p T_p)} for the table of ``document``: only where the same backend's one-thread time is
-    measured, by the pair this document is the many-thread side of, or by its own thread-scaling entry."""
+    measured, by the pair this document is the many-thread side of, by its own thread-scaling entry, or (schema 2)
+    by the one-thread trainers timed in its own rounds. Schema 1's field of that name was speedup / threads."""
     config = document["config"]
     key = (config["workload"], config["dtype"])
     series = []
@@ -72,6 +73,10 @@ def own_efficiency(document: dict, selection) -> dict:
         threads = timed_results(document).get(s.backend, {}).get("threads")
         if threads in s.threads and s.efficiency[s.threads.index(threads)] is not None:
             efficiency[s.backend] = s.efficiency[s.threads.index(threads)]
+    if str(document.get("schema", "")).endswith("/2"):   # from 2 on, measured by one-thread trainers in the same rounds
+        for name, result in timed_results(document).items():
+            if result.get("parallel_efficiency") is not None:
+                efficiency.setdefault(name, result["parallel_efficiency"])
     return efficiency
 
 

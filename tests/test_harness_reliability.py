@@ -9,7 +9,7 @@ import pytest
 
 import run_comparison
 from lstm_numpy import files
-from reports import measuring, resultfiles
+from reports import machine, resultfiles
 
 TINY = ["--backends", "numpy", "--epochs", "1", "--hidden", "3"]
 
@@ -17,7 +17,8 @@ TINY = ["--backends", "numpy", "--epochs", "1", "--hidden", "3"]
 @pytest.fixture(autouse=True)
 def fast_harness(monkeypatch):
     monkeypatch.setattr(run_comparison, "MATMUL_N", 32)
-    monkeypatch.setattr(measuring, "BREAKDOWN_MAX_REPEATS", 1)
+    monkeypatch.setattr(run_comparison, "DEFAULT_REPEATS", 1)
+    monkeypatch.setattr(machine, "LOAD_WINDOW_S", 0.01)
 
 
 def one_error_line(capsys) -> str:
