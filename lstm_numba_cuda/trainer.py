@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from lstm_numpy.contract import BACKWARD, Dataset, TrainConfig, check_data, check_phase
+from lstm_numpy.contract import BACKWARD, Dataset, TrainConfig, check_batch, check_data, check_phase
 from lstm_numpy.errors import UserError
 from lstm_numpy.params import Params, check_dtype
 
@@ -114,6 +114,7 @@ def loss_and_grads(params: Params, X, Y, task: str, kernel_version: int | None =
 
     X (B, T, D); Y (B, Y) for regression, (B, T) int for classification.
     """
+    X, Y = check_batch(params, X, Y, task)
     trainer = _one_batch_trainer(params, X, Y, task, kernel_version)
     trainer.version.minibatch(0, 0, trainer.run.n_train, BACKWARD)
     loss = float(trainer.launcher.to_host(trainer.run.state.losses)[0])
@@ -122,7 +123,7 @@ def loss_and_grads(params: Params, X, Y, task: str, kernel_version: int | None =
 
 def predict(params: Params, X, task: str = "regression", kernel_version: int | None = None) -> np.ndarray:
     """Regression: predictions (B, Y). Classification: class probabilities (B, T, Y)."""
-    X = np.asarray(X, dtype=params.dtype)
+    X, _ = check_batch(params, X, None, task)
     B, T, _ = X.shape
     dummy_targets = (np.zeros((B, params.sizes[2]), params.dtype) if task == "regression"
                      else np.zeros((B, T), np.int64))

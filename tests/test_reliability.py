@@ -439,3 +439,19 @@ def test_a_non_finite_series_is_named_by_the_pipelines():
     for make in (lambda: LightPipeline.fit(series), lambda: seed_dataset(series)):
         with pytest.raises(L.UserError, match="value 20 of the series is nan"):
             make()
+
+
+@pytest.mark.parametrize("backend", ["numba_cpu", "numba_cuda"])
+@pytest.mark.parametrize("batch", [name for name in BAD_BATCHES if name != "unknown task"])
+def test_every_backend_checks_a_bad_batch_with_the_shared_sentence(backend, batch):
+    """The backends' own entry points go through the same check_batch (numba_cuda here on the simulator:
+    the check comes before any kernel)."""
+    module = L.get_backend(backend)
+    X, Y, task, expected = BAD_BATCHES[batch]
+    params = L.init_params(3, 5, 3, seed=0)
+    with pytest.raises(L.UserError, match=expected) as info:
+        module.loss_and_grads(params, X, Y, task)
+    one_sentence(info)
+    if not batch.startswith("class id"):
+        with pytest.raises(L.UserError, match=expected):
+            module.predict(params, X, task)
