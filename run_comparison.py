@@ -6,13 +6,18 @@
     python run_comparison.py --workload heavy --sweep threads=1,2 --epochs 1   # strong scaling of the CPU backends
     python run_comparison.py --backends numpy,numba_cpu,torch  # with PyTorch's nn.LSTM as a peer row
     python run_comparison.py --backends numba_cuda --cuda-simulator --epochs 1   # CUDA kernels without a GPU
+    python run_comparison.py --workload light --clip-norm 1 --save-params light.npz   # clipped; keep the weights
+    python run_comparison.py --workload light --init-params light.npz --full-log      # start from them; every epoch
 
 In order, it:
-1. checks every option (a bad one: one sentence on stderr, exit 2, nothing written);
-2. builds the workload (data/workloads.py) and one set of initial parameters for all backends;
+1. checks every option (a bad one: one sentence on stderr, exit 2, nothing written), --save-params's path and
+   --init-params's file against the workload's sizes and dtype included (reports/checkpoints.py);
+2. builds the workload (data/workloads.py) and one set of initial parameters for all backends (the workload's
+   seeded ones, or --init-params's);
 3. reads the machine's load (reports/machine.py), then per backend: times the JIT compilation on a
    tiny slice of the same dtype and task (the difference between a first and a second tiny run) and
-   trains the configured epochs (the loss log; per-epoch wall time, CPU user and sys time, peak memory);
+   trains the configured epochs (the loss log, printed for the first and last epochs and every k-th, or every
+   epoch with --full-log; per-epoch wall time, CPU user and sys time, peak memory);
 4. times ``--repeats`` interleaved rounds of one epoch per backend (A, B, A, B, ...) on fresh trainers
    with the training run's orders, with the forward and forward+backward phases, a one-thread trainer
    of every CPU backend that runs on more threads, and for ``--sweep threads=...`` one trainer per
@@ -20,7 +25,11 @@ In order, it:
 5. compares every backend's per-epoch training and validation loss and final parameters with
    the NumPy reference (``lstm_numpy.checks.assert_same_history``, rtol 1e-10 in float64, 1e-4 in float32)
    and prints one verdict line, and one warning line when the machine was busy or a spread is wide;
-6. prints the timing tables and writes JSON and CSV results (schema: ``reports/resultfiles.py``).
+6. prints the timing tables, saves the reference's final weights with --save-params (lstm_numpy.save_params),
+   and writes JSON and CSV results (schema: ``reports/resultfiles.py``).
+
+Portability: the POSIX-only readings (peak memory, load average, /proc/stat) are guarded in reports/machine.py;
+where they are missing the harness still runs, they are null in the results, and one note says so.
 
 Exit codes: 0 every backend agrees with the reference; 1 one disagrees; 2 bad input; 3 training
 diverged (a non-finite or exploding loss); 130 interrupted (Ctrl-C).
@@ -35,7 +44,7 @@ one-thread time; GFLOP/s come from ``training_flops`` and are also given as a fr
 for equal losses but never timed.
 
 This file holds the command line and the order of the steps; the steps live in reports/
-(census.py, measuring.py, verdict.py, console.py, sweep.py, resultfiles.py, machine.py).
+(census.py, measuring.py, verdict.py, console.py, sweep.py, resultfiles.py, machine.py, checkpoints.py).
 """
 from __future__ import annotations
 
@@ -53,9 +62,11 @@ from data.workloads import DEFAULTS, WORKLOADS
 from lstm_numpy.backends import BACKENDS
 from lstm_numpy.errors import NonFiniteLossError, UserError
 from lstm_numpy.flops import epoch_flops
+from lstm_numpy.params import save_params
 from reports import machine as machine_facts
 from reports.build import build_report
 from reports.census import REFERENCE, check_threads, select_backends
+from reports.checkpoints import check_save_path, load_initial_params
 from reports.console import Progress, print_loss_log, print_scaling, print_sweep, print_timing
 from reports.measuring import (apply_rounds, blas_pinned, derived_rates, labelled_results, matmul_gflops,
                                measure_backend, noise_report, plan_entries, run_rounds, scaling_record)
@@ -125,6 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("--weak", action="store_true",
         help="with --sweep threads=...: weak scaling, the samples grow with the threads (heavy and gpu only) "
              "(default: strong scaling, the same work on every thread count)")
+    add("--clip-norm", type=positive_float, metavar="C",
+        help="clip every minibatch's gradients to global norm C before the SGD step, in every backend "
+             "(TrainConfig.clip_norm) (default: no clipping)")
+    add("--init-params", metavar="FILE.npz",
+        help="start every backend from these weights (a file written by --save-params or lstm_numpy.save_params; "
+             "its D, H, Y and dtype must fit the workload and --dtype) (default: the workload's seeded weights)")
+    add("--save-params", metavar="FILE.npz",
+        help="save the numpy reference's final weights there after training (a new .npz file in an existing "
+             "folder; never overwritten; any backend can start from it) (default: not saved)")
     add("--seed", type=non_negative_int, default=0,
         help="seed of the initial weights, the minibatch order and synthetic data (default: 0)")
     add("--kernel-version", type=positive_int, metavar="V",
@@ -143,9 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="after the run, build the course report (figures and REPORT.md in reports/) from the newest "
              "results files in the results folder and a 5-seed forecast run, as python -m reports does "
              "(default: off)")
+    add("--full-log", action="store_true",
+        help="print every epoch's losses (default: the first and last epochs and every k-th, 10 to 20 lines; "
+             "every epoch is compared with the reference either way)")
     add("--quiet", action="store_true",
-        help="print only the verdict line, the noise warning if any, and the results files (default: loss "
-             "log, tables, and progress lines on stderr)")
+        help="print only the verdict line, the noise warning if any, the results files and --save-params's file "
+             "(default: loss log, tables, notes, and progress lines on stderr)")
     return parser
 
 
@@ -180,6 +203,11 @@ def thread_counts(args) -> list[int] | None:
     return sorted(set(args.sweep[1]) | {1})
 
 
+def config_options(args) -> dict:
+    """The TrainConfig fields the command line sets besides the workload's defaults (threads aside)."""
+    return {"kernel_version": args.kernel_version, "clip_norm": args.clip_norm}
+
+
 def build_workloads(args) -> list[tuple[str, int | None, object]]:
     """[(label, sweep value, Workload)]: one for a plain run or a thread sweep, one per size for a size sweep."""
     if (args.data is None) != (args.column is None):
@@ -187,7 +215,7 @@ def build_workloads(args) -> list[tuple[str, int | None, object]]:
     series = load_series(args.data, args.column) if args.data else None
     overrides = {"hidden": args.hidden, "batch_size": args.batch_size, "lr": args.lr, "epochs": args.epochs,
                  "samples": args.samples, "seq_len": args.seq_len}
-    options = {"threads": args.threads, "kernel_version": args.kernel_version}
+    options = {"threads": args.threads, **config_options(args)}
     if args.sweep is None or args.sweep[0] == THREADS:
         return [("main", None, make_workload(args.workload, seed=args.seed, series=series, **overrides, **options))]
     param, values = args.sweep
@@ -228,7 +256,7 @@ def weak_workloads(args, workload):
     """For --weak: the workload on p threads has p times the training samples."""
     base = workload.shapes["N_train"]
     overrides = {"hidden": args.hidden, "batch_size": args.batch_size, "lr": args.lr, "epochs": args.epochs,
-                 "seq_len": args.seq_len, "kernel_version": args.kernel_version}
+                 "seq_len": args.seq_len, **config_options(args)}
     return lambda p: make_workload(args.workload, seed=args.seed, samples=base * p, **overrides)
 
 
@@ -267,11 +295,12 @@ def train_point(label: str, workload, params, names: list[str], census: dict, ar
     return results, histories, failed, mismatches
 
 
-def measure_point(label: str, sweep_value, workload, names: list[str], census: dict, args, say, progress: Progress,
-                  compiled: set, matmul: dict | None, counts: list[int] | None) -> tuple[dict, list[dict], dict]:
-    """Train every backend on one workload, then time the interleaved rounds; returns (the run's record, its
-    mismatches, the rounds). ``counts``: the thread counts of a thread sweep, else None."""
-    params = workload.initial_params(args.dtype)
+def measure_point(label: str, sweep_value, workload, params, names: list[str], census: dict, args, say,
+                  progress: Progress, compiled: set, matmul: dict | None,
+                  counts: list[int] | None) -> tuple[dict, list[dict], dict, object]:
+    """Train every backend on one workload from ``params``, then time the interleaved rounds; returns (the run's
+    record, its mismatches, the rounds, the reference's final parameters). ``counts``: the thread counts of a
+    thread sweep, else None."""
     results, histories, failed, mismatches = train_point(label, workload, params, names, census, args, progress,
                                                          compiled)
     size_sweep = args.sweep is not None and counts is None
@@ -287,7 +316,18 @@ def measure_point(label: str, sweep_value, workload, names: list[str], census: d
     apply_rounds(results, rounds)
     derived_rates(results, workload, matmul, args.dtype)
     mismatches += compare_with_reference(results, histories, args.dtype, label)
-    return run_record(label, sweep_value, workload, results, failed), mismatches, rounds
+    return run_record(label, sweep_value, workload, results, failed), mismatches, rounds, histories[REFERENCE].params
+
+
+def check_save_option(args) -> str | None:
+    """--save-params's absolute path (checked: reports.checkpoints.check_save_path), None without it; a size
+    sweep trains one model per size, so it has no one model to save."""
+    if args.save_params is None:
+        return None
+    if args.sweep is not None and args.sweep[0] != THREADS:
+        raise UserError(f"--save-params saves one model, but a sweep of {SWEEP_OPTION[args.sweep[0]]} trains one "
+                        f"per size; drop one of them.")
+    return check_save_path(args.save_params)
 
 
 def check_blas_threads(threads: int | None) -> None:
@@ -297,8 +337,10 @@ def check_blas_threads(threads: int | None) -> None:
 
 
 def measure_all(args, say, progress: Progress, points, names: list[str], census: dict,
-                counts: list[int] | None) -> dict:
-    """Read the load, measure every point, read the load again: {runs, mismatches, matmul, load, scaling, machine}."""
+                counts: list[int] | None, initial=None) -> dict:
+    """Read the load, measure every point, read the load again: {runs, mismatches, matmul, load, scaling, machine,
+    final_params (the reference's, of the last point)}. ``initial``: the parameters every point starts from
+    (--init-params), else each workload's seeded ones."""
     load = {"before": machine_facts.load_reading()}
     meter = machine_facts.OthersMeter()
     matmul = matmul_gflops(MATMUL_N) if any(not census[n].simulator for n in names) else None
@@ -308,21 +350,22 @@ def measure_all(args, say, progress: Progress, points, names: list[str], census:
             say(f"note: the numpy reference needs at least {worst:.0f} s per epoch here (at the matmul rate); "
                 f"--epochs 1 or smaller sizes keep the run short.")
     compiled: set = set()
-    runs, mismatches, scaling = [], [], None
+    runs, mismatches, scaling, final_params = [], [], None, None
     for label, sweep_value, workload in points:
-        record, point_mismatches, rounds = measure_point(label, sweep_value, workload, names, census, args, say,
-                                                         progress, compiled, matmul, counts)
+        params = workload.initial_params(args.dtype) if initial is None else initial
+        record, point_mismatches, rounds, final_params = measure_point(
+            label, sweep_value, workload, params, names, census, args, say, progress, compiled, matmul, counts)
         runs.append(record)
         mismatches += point_mismatches
         if args.sweep is None or counts is not None:
-            say(lambda: print_loss_log(workload, record["results"], args.dtype))
+            say(lambda: print_loss_log(workload, record["results"], args.dtype, args.full_log))
         if counts is not None:
             scaling = scaling_record(rounds, list(record["results"]), counts, "weak" if args.weak else "strong")
     load["during"] = meter.read()
     load["after"] = machine_facts.load_reading()
     cuda_stats = next((r["stats"] for run in runs for r in run["results"].values() if r["is_device"]), None)
     return {"runs": runs, "mismatches": mismatches, "matmul": matmul, "load": load, "scaling": scaling,
-            "machine": machine_facts.describe_machine(cuda_stats)}
+            "machine": machine_facts.describe_machine(cuda_stats), "final_params": final_params}
 
 
 def run(args, say, progress: Progress) -> int:
@@ -331,19 +374,27 @@ def run(args, say, progress: Progress) -> int:
         raise UserError("--out is empty; give a folder for the results, or leave --out out for reports/results/.")
     out_dir = Path(args.out) if args.out is not None else default_out_dir()
     check_out_dir(out_dir)
+    save_path = check_save_option(args)
     check_threads(args.threads)
     check_blas_threads(args.blas_threads)
     counts = thread_counts(args)
     points = build_workloads(args)
+    initial, initial_record = None, None
+    if args.init_params is not None:
+        initial, initial_record = load_initial_params(args.init_params, [(label, w) for label, _, w in points],
+                                                      args.dtype)
     names, census = select_backends(args.backends, args.cuda_simulator)
     if args.kernel_version is not None:
         check_kernel_version(args.kernel_version, names)
     announce(census, args.backends, say)
     if counts is not None and counts != sorted(set(args.sweep[1])):
         say("added 1 thread to the thread sweep: every speedup and efficiency divides the one-thread time.")
+    missing = machine_facts.missing_readings()
+    if missing:
+        say(f"note: this system cannot read {', '.join(missing)}; the results hold null there.")
 
     with blas_pinned(args.blas_threads):
-        measured = measure_all(args, say, progress, points, names, census, counts)
+        measured = measure_all(args, say, progress, points, names, census, counts, initial)
     runs, mismatches, matmul = measured["runs"], measured["mismatches"], measured["matmul"]
     sweep = None
     if args.sweep is not None and counts is None:
@@ -361,12 +412,17 @@ def run(args, say, progress: Progress) -> int:
     if measured["scaling"]:
         say(lambda: print_scaling(measured["scaling"]))
     exit_code = EXIT_DISAGREE if mismatches else EXIT_OK
+    # The reference trained to the end (its divergence stops the run); saved before the results, which name the file.
+    if save_path is not None:
+        save_params(save_path, measured["final_params"])
+        print(f"params:  {save_path} (the numpy reference's final weights)")
 
     document = results_document(
         argv=args.argv, exit_code=exit_code, verdict=verdict_record(line, names, mismatches, args.dtype),
         config=config_record(first, names, args.dtype, data=args.data, column=args.column,
                              cuda_simulator=args.cuda_simulator, sweep=args.sweep, repeats=args.repeats,
-                             blas_threads=args.blas_threads, one_thread=not args.no_one_thread, weak=args.weak),
+                             blas_threads=args.blas_threads, one_thread=not args.no_one_thread, weak=args.weak,
+                             init_params=initial_record, save_params=save_path),
         machine=measured["machine"], reference_matmul=matmul, census=census, runs=runs, sweep=sweep,
         load=measured["load"], noise=noise, scaling=measured["scaling"])
     json_path, csv_path = resultfiles.write_results(str(out_dir), resultfiles.results_stem(args.workload), document)

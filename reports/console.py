@@ -1,6 +1,9 @@
 """What run_comparison.py prints: the loss log, the timing, breakdown, device, scaling and sweep tables, progress.
 
-    print_loss_log(workload, results, dtype)        every backend's train and valid loss per epoch, 12 digits
+    print_loss_log(workload, results, dtype, full)  every backend's train and valid loss, 12 digits: the first
+                                                    and last epoch and every k-th (about 10-20 lines), or every
+                                                    epoch with ``full`` (--full-log)
+    shown_epochs(epochs, full)                      which epochs the loss log prints
     print_timing(results, matmul, dtype, machine, load)   the timing table, the epoch breakdown, device
                                                     facts, the machine and its load
     print_scaling(scaling)                          time, speedup over 1 thread and parallel efficiency per thread count
@@ -11,6 +14,7 @@
 """
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -58,15 +62,39 @@ def fmt(value, spec: str, missing: str = "-") -> str:
     return missing if value is None else format(value, spec)
 
 
-def print_loss_log(workload, results: dict, dtype: str) -> None:
+LOG_ALL_UP_TO = 20          # a run of at most this many epochs logs every one
+LOG_STEPS = 15              # a longer run logs epoch 0, every k-th with k = ceil((epochs - 1) / 15), and the last
+
+
+def shown_epochs(epochs: int, full: bool = False) -> list[int]:
+    """The epochs the loss log prints: all of them when ``full`` or when there are at most LOG_ALL_UP_TO;
+    else 0, k, 2k, ... and the last, k chosen so that 10 to 17 lines show (every epoch is still compared)."""
+    if full or epochs <= LOG_ALL_UP_TO:
+        return list(range(epochs))
+    step = math.ceil((epochs - 1) / LOG_STEPS)
+    return sorted(set(range(0, epochs, step)) | {epochs - 1})
+
+
+def shown_text(shown: list[int], epochs: int) -> str:
+    """'every epoch, 0 to 5', or '0, 20, 40, ..., 280 and the last, 299 (every 20 epochs: 16 of 300; ...)'."""
+    if len(shown) == epochs:
+        return f"every epoch, 0 to {epochs - 1}"
+    step = shown[1]
+    return (f"0, {step}, {2 * step}, ..., {shown[-2]} and the last, {epochs - 1} (every {step} epochs: {len(shown)} "
+            f"of {epochs}; --full-log prints all, the verdict compares all)")
+
+
+def print_loss_log(workload, results: dict, dtype: str, full: bool = False) -> None:
     s, c = workload.shapes, workload.config
+    shown = shown_epochs(c.epochs, full)
     print(f"Loss log: workload {workload.name} ({c.task}), N_train={s['N_train']} N_valid={s['N_valid']} "
           f"T={s['T']} D={s['D']} H={s['H']} Y={s['Y']} B={s['B']}, lr {c.lr:g}, {c.epochs} epochs, "
           f"{dtype}, seed {c.seed}")
+    print(f"epochs shown: {shown_text(shown, c.epochs)}")
     width = 19
     header = "epoch " + "".join(f"{name + ' train':>{width}}{name + ' valid':>{width}}" for name in results)
     print(header)
-    for epoch in range(c.epochs):
+    for epoch in shown:
         print(f"{epoch:<6}" + "".join(f"{r['train_loss'][epoch]:>{width}.12g}{r['valid_loss'][epoch]:>{width}.12g}"
                                       for r in results.values()))
 
@@ -101,7 +129,7 @@ def print_timing(results: dict, matmul: dict, dtype: str, machine: dict | None =
               f"{fmt(r['one_thread_median_seconds'], '.4g'):>12}{fmt(r['parallel_efficiency'], '.0%'):>9}"
               f"{r['user_seconds_per_epoch']:>9.3g}{r['sys_seconds_per_epoch']:>9.3g}"
               f"{r['samples_per_second']:>11.4g}{r['gflops']:>9.3g}{fmt(r['fraction_of_matmul'], '.2%'):>10}"
-              f"{r['peak_rss_bytes'] / 2**20:>7.0f} MiB")
+              f"{fmt(r['peak_rss_bytes'] and r['peak_rss_bytes'] / 2**20, '.0f'):>7} MiB")
     print_breakdown(results, w)
     print_devices(results, w)
     if machine:

@@ -8,12 +8,19 @@
     load_reading(window_s) -> dict                 the 1-minute load average and the cores other
                                                    processes use over a short window
     OthersMeter()                                  the cores other processes use between its start and read()
+    peak_rss_bytes(), cpu_times()                  this process's peak memory and CPU user and sys seconds
+    missing_readings() -> [str]                    the readings this system cannot give (they are null)
 
 The machine's reference matmul rate is measured by reports.measuring.matmul_gflops.
 
 Every field is plain JSON (str, int, float, bool, None, lists, dicts). A fact that
 cannot be found is None, never a guess. Nothing here imports Numba before the caller
 has had the chance to set NUMBA_ENABLE_CUDASIM.
+
+Portability: the POSIX-only sources are guarded, so that this module imports and every reading
+returns (None where it cannot be read) on Windows and macOS too: ``resource`` (peak memory; CPU
+times fall back to ``os.times``), ``os.getloadavg`` (not on Windows), ``/proc`` (Linux only),
+``os.sched_getaffinity`` and ``os.sysconf``.
 """
 from __future__ import annotations
 
@@ -23,7 +30,13 @@ import platform
 import shutil
 import socket
 import subprocess
+import sys
 import time
+
+try:
+    import resource          # POSIX only; without it (Windows) peak memory is None
+except ImportError:
+    resource = None
 
 import numpy as np
 from threadpoolctl import threadpool_info
@@ -156,11 +169,45 @@ def load_reading(window_s: float | None = None) -> dict:
     """
     meter = OthersMeter()
     time.sleep(LOAD_WINDOW_S if window_s is None else window_s)
+    return {"load_1min": load_average(), "cores": os.cpu_count(), **meter.read()}
+
+
+def load_average() -> float | None:
+    """The 1-minute load average; None where the system has none (Windows) or cannot say."""
     try:
-        load = os.getloadavg()[0]
+        return os.getloadavg()[0]
     except (AttributeError, OSError):
-        load = None
-    return {"load_1min": load, "cores": os.cpu_count(), **meter.read()}
+        return None
+
+
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident memory so far; None without the POSIX ``resource`` module."""
+    if resource is None:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)   # Linux reports KiB, macOS bytes
+
+
+def cpu_times() -> tuple[float, float]:
+    """(user, sys) CPU seconds of this process, every thread: getrusage's microseconds where ``resource``
+    exists, else ``os.times`` (Windows has it; its resolution may be coarser)."""
+    if resource is None:
+        times = os.times()
+        return times.user, times.system
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime
+
+
+def missing_readings() -> list[str]:
+    """What this system cannot read, each with why (results hold null there); [] on Linux."""
+    missing = []
+    if resource is None:
+        missing.append("peak memory (no resource module)")
+    if load_average() is None:
+        missing.append("the load average (no os.getloadavg)")
+    if busy_cpu_seconds() is None:
+        missing.append("the cores other processes use (no /proc/stat)")
+    return missing
 
 
 def numba_threads() -> dict:
@@ -214,6 +261,7 @@ def describe_machine(cuda_stats: dict | None = None) -> dict:
         "physical_cores": physical_cores(),
         "usable_cores": usable_cores(),
         "memory_bytes": memory_bytes(),
+        "missing_readings": missing_readings(),
         "numba": numba_threads(),
         "thread_environment": {name: os.environ.get(name) for name in THREAD_VARIABLES},
         "libraries": library_versions(),

@@ -34,8 +34,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import resource
-import sys
 import time
 
 import numpy as np
@@ -45,7 +43,7 @@ from lstm_numpy.contract import PHASES, Dataset, check_data, epoch_orders
 from lstm_numpy.flops import epoch_flops
 
 from .census import REFERENCE, BackendStatus
-from .machine import blas_threads
+from .machine import blas_threads, cpu_times, peak_rss_bytes
 
 BREAKDOWN_SKIP_S = 60.0      # no phases when one epoch takes longer (they cost about one more epoch per round)
 BUSY_OTHERS_CORES = 0.5      # other processes using more than this many cores make the machine busy
@@ -141,11 +139,6 @@ def compile_seconds(module, params, workload) -> float:
     return max(first - second, 0.0)
 
 
-def peak_rss_bytes() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)   # Linux reports KiB, macOS bytes
-
-
 def is_device(stats: dict) -> bool:
     """The backend's stats name a device other than the CPU, or count host-device transfers."""
     return ("h2d_per_epoch" in stats or "d2h_per_epoch" in stats
@@ -178,10 +171,11 @@ def measure_backend(status: BackendStatus, workload, params, progress, compiled:
         compiled.add(name)
         progress.note("compiled")
     rss_before = peak_rss_bytes()
-    cpu_before = resource.getrusage(resource.RUSAGE_SELF)   # every thread of the process, microseconds
+    (user_before, sys_before) = cpu_times()        # every thread of the process
     history = module.train(params, workload.data, workload.config,
                            progress=lambda epoch, seconds: progress.epoch(epoch, epochs))
-    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    (user_after, sys_after) = cpu_times()
+    rss_after = peak_rss_bytes()
     stats = dict(history.stats)
     result = {
         "backend": name, "simulator": status.simulator, "timed": timed,
@@ -189,10 +183,11 @@ def measure_backend(status: BackendStatus, workload, params, progress, compiled:
         "epoch_seconds": list(history.epoch_seconds) if timed else None,
         "median_epoch_seconds": median_seconds(history.epoch_seconds) if timed else None,
         "compile_seconds": compile_s,
-        "user_seconds_per_epoch": (cpu_after.ru_utime - cpu_before.ru_utime) / epochs if timed else None,
-        "sys_seconds_per_epoch": (cpu_after.ru_stime - cpu_before.ru_stime) / epochs if timed else None,
+        "user_seconds_per_epoch": (user_after - user_before) / epochs if timed else None,
+        "sys_seconds_per_epoch": (sys_after - sys_before) / epochs if timed else None,
         "threads": stats.get("threads"),
-        "peak_rss_bytes": peak_rss_bytes(), "peak_rss_growth_bytes": peak_rss_bytes() - rss_before,
+        "peak_rss_bytes": rss_after,
+        "peak_rss_growth_bytes": None if rss_after is None else rss_after - rss_before,
         "device_memory_bytes": stats.get("device_memory_bytes"),
         "is_device": is_device(stats),
         "stats": stats, "breakdown_skipped": None, "agrees": None, "mismatch": None,

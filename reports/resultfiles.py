@@ -37,9 +37,16 @@ machine noise:
                        repeats: int | null (timing rounds), blas_threads: int | null (--blas-threads: NumPy's
                        BLAS pinned to that many threads for the whole run), one_thread: bool (one-thread
                        trainers timed for parallel efficiency), weak: bool (weak thread scaling),
+                       clip_norm: float | null (--clip-norm: every backend's global gradient-norm clip),
+                       init_params: {path (absolute), sha256 (of the file)} | null (--init-params: every backend
+                       started from that file instead of the workload's seeded weights), save_params: str | null
+                       (--save-params: where the numpy reference's final weights were saved, absolute),
                        train_config: TrainConfig fields}
     machine           reports.machine.describe_machine(): {hostname, platform, machine, cpu_model,
                        logical_cores, physical_cores, usable_cores, memory_bytes,
+                       missing_readings: [str] (what this system cannot read, null in the results: peak memory
+                       without the resource module, the load average without os.getloadavg, other processes'
+                       cores without /proc/stat; [] on Linux),
                        numba: {num_threads, max_threads, threading_layer, threading_layer_requested},
                        thread_environment: {VAR: value}, libraries: {name: version},
                        blas: {name, version, threads (NumPy's BLAS threads during the run)} | null,
@@ -69,7 +76,8 @@ machine noise:
                               during: {others_cores, window_s}}   how busy the machine was: the 1-minute
                       load average, and the cores other processes used (machine busy time from /proc/stat
                       less this process's CPU time) over a short window before and after, and over the
-                      whole measurement; others_cores is null where /proc/stat does not exist
+                      whole measurement; others_cores is null where /proc/stat does not exist, load_1min where
+                      os.getloadavg does not (Windows)
     noise             null | {busy: bool, wide_spread: {backend[ at label]: (q3-q1)/median}, reasons: [str],
                               warning: str | null (the one line printed), busy_others_cores: float,
                               wide_spread_limit: float}   busy: other processes used more than
@@ -102,7 +110,7 @@ machine noise:
               parallel_efficiency_spread: spread | null,
               samples_per_second, gflops, fraction_of_matmul (gflops / reference_matmul of the dtype),
               peak_rss_bytes (process peak so far), peak_rss_growth_bytes (how much this backend's run
-              raised that peak), device_memory_bytes | null, is_device: bool (stats name a device other
+              raised that peak) (both null without the POSIX resource module: machine.missing_readings), device_memory_bytes | null, is_device: bool (stats name a device other
               than the CPU, or transfers),
               breakdown: {forward_seconds, backward_seconds, update_seconds (each null: within noise),
                           forward_noise_seconds, backward_noise_seconds, update_noise_seconds (the IQR of the
@@ -176,7 +184,7 @@ def run_record(label: str, sweep_value, workload, results: dict, failed: dict) -
 def config_record(workload, backends: list[str], dtype: str, *, data: str | None = None, column: str | None = None,
                   cuda_simulator: bool = False, sweep: tuple[str, list[int]] | None = None,
                   repeats: int | None = None, blas_threads: int | None = None, one_thread: bool = False,
-                  weak: bool = False) -> dict:
+                  weak: bool = False, init_params: dict | None = None, save_params: str | None = None) -> dict:
     """The ``config`` entry: the exact configuration of a run whose (first) workload is ``workload``."""
     config = workload.config
     return {"workload": workload.name, "backends": backends, "epochs": config.epochs, "lr": config.lr,
@@ -187,6 +195,7 @@ def config_record(workload, backends: list[str], dtype: str, *, data: str | None
             "cuda_simulator": cuda_simulator,
             "sweep": {"param": sweep[0], "values": sweep[1]} if sweep else None,
             "repeats": repeats, "blas_threads": blas_threads, "one_thread": one_thread, "weak": weak,
+            "clip_norm": config.clip_norm, "init_params": init_params, "save_params": save_params,
             "train_config": dataclasses.asdict(config)}
 
 

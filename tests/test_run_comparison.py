@@ -1,12 +1,16 @@
-"""The harness (run_comparison.py): help, bad input, results files, the verdict, sweeps, progress.
+"""The harness (run_comparison.py): help, bad input, results files, the verdict, sweeps, progress, the training
+options (--clip-norm, --save-params, --init-params) and the concise loss log.
 
-Every run here uses the numpy reference or fake backends put into the registry by the
-test, on the seed workload for one or two epochs, with the reference matmul shrunk, so
-the file stays fast and does not depend on the Numba backends being finished.
+Most runs here use the numpy reference or fake backends put into the registry by the test, on the seed
+workload (or light with H=4) for one or two epochs, with the reference matmul shrunk, so the file stays
+fast; the thread sweep and --clip-norm also run numba_cpu.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
+import itertools
 import json
 import sys
 import types
@@ -26,7 +30,8 @@ from reports.sweep import fit_slope
 
 EVERY_OPTION = ("--workload", "--backends", "--cuda-simulator", "--epochs", "--lr", "--batch-size", "--hidden",
                 "--seq-len", "--samples", "--dtype", "--threads", "--blas-threads", "--repeats", "--no-one-thread",
-                "--weak", "--seed", "--kernel-version", "--data", "--column", "--sweep", "--out", "--quiet")
+                "--weak", "--seed", "--kernel-version", "--data", "--column", "--sweep", "--out", "--quiet",
+                "--clip-norm", "--init-params", "--save-params", "--full-log")
 
 
 @pytest.fixture(autouse=True)
@@ -82,7 +87,11 @@ def csv_files(tmp_path):
     good.write_text("v\n" + "\n".join(str(100 + (k % 12) * 3 + k) for k in range(144)) + "\n")
     bad = tmp_path / "bad.csv"
     bad.write_text("v\n1\n2\nthree\n4\n")
-    return {"{good}": str(good), "{bad}": str(bad), "{missing}": str(tmp_path / "missing.csv")}
+    taken = tmp_path / "taken.npz"
+    lstm_numpy.save_params(taken, lstm_numpy.init_params(3, 50, 3))      # the seed workload's sizes
+    return {"{good}": str(good), "{bad}": str(bad), "{missing}": str(tmp_path / "missing.csv"),
+            "{taken}": str(taken), "{new}": str(tmp_path / "new.npz"),
+            "{no-folder}": str(tmp_path / "no" / "such" / "folder" / "new.npz")}
 
 
 BAD_OPTIONS = [
@@ -99,6 +108,11 @@ BAD_OPTIONS = [
     ["--sweep", "seq-len=4,8"], ["--out", "{good}"], ["--backends", "unavailable"],
     ["--repeats", "0"], ["--blas-threads", "0"], ["--blas-threads", "100000"], ["--sweep", "threads=1,100000"],
     ["--weak"], ["--sweep", "threads=1,2", "--threads", "1"], ["--sweep", "threads=1,2", "--weak"],
+    ["--clip-norm", "0"], ["--clip-norm", "-1"], ["--clip-norm", "inf"], ["--clip-norm", "x"],
+    ["--save-params", "{good}"], ["--save-params", "{taken}"], ["--save-params", "{no-folder}"],
+    ["--save-params", "{new}", "--sweep", "hidden=4,8"], ["--save-params", "{new}", "--epochs", "0"],
+    ["--init-params", "{missing}"], ["--init-params", "{good}"], ["--init-params", "{taken}", "--hidden", "8"],
+    ["--init-params", "{taken}", "--dtype", "float32"], ["--init-params", "{taken}", "--sweep", "hidden=50,8"],
 ]
 
 
@@ -115,6 +129,7 @@ def test_bad_option_is_one_sentence_exit_2_and_writes_nothing(options, csv_files
     assert len(message.splitlines()) == 1 and message.endswith("."), message
     assert "Traceback" not in captured.err
     assert not out_dir.exists()
+    assert not (tmp_path / "new.npz").exists() and not (tmp_path / "no").exists()
 
 
 def test_end_to_end_run_writes_json_and_csv_with_the_machine(tmp_path, capsys):
@@ -456,3 +471,150 @@ def test_blas_threads_pins_the_reference_and_is_stated_with_the_speedup(tmp_path
     assert document["config"]["blas_threads"] == 1 and document["machine"]["blas"]["threads"] == 1
     assert result["reference_blas_threads"] == result["threads"] == 1 and result["round_threads"] == [1, 1]
     assert result["one_thread_round_seconds"] is None and result["parallel_efficiency"] is None
+
+
+def add_recording_backend(monkeypatch, name, seen: list):
+    """A backend that trains with the reference and appends every (params, config) it is given, for training
+    and for the timing rounds' trainers alike."""
+    def recording_train(params, data, config, progress=None):
+        seen.append((params.copy(), config))
+        return lstm_numpy.train(params, data, config, progress)
+
+    def recording_trainer(params, data, config):
+        seen.append((params.copy(), config))
+        return lstm_numpy.make_trainer(params, data, config)
+
+    add_fake_backend(monkeypatch, name, train=recording_train)
+    monkeypatch.setattr(sys.modules[f"fake_backend_{name}"], "make_trainer", recording_trainer)
+
+
+def assert_same_params(got, expected):
+    assert got.dtype == expected.dtype
+    for name, a, b in zip(lstm_numpy.params.NAMES, got.arrays(), expected.arrays()):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+LIGHT_TINY = ["--workload", "light", "--hidden", "4", "--repeats", "1", "--no-one-thread"]
+
+
+def test_save_params_then_init_params_starts_every_backend_from_the_saved_weights(tmp_path, monkeypatch, capsys):
+    saved = tmp_path / "light.npz"
+    assert run(LIGHT_TINY + ["--backends", "numpy", "--epochs", "2", "--save-params", str(saved)], tmp_path / "a") == 0
+    assert f"params:  {saved}" in capsys.readouterr().out
+    workload = make_workload("light", hidden=4, epochs=2)
+    trained = lstm_numpy.train(workload.initial_params(), workload.data, workload.config)
+    assert_same_params(lstm_numpy.load_params(saved), trained.params)      # the reference's final weights
+    first = resultfiles.read_results(results_in(tmp_path / "a", ".json")[0])
+    assert first["config"]["save_params"] == str(saved) and first["config"]["init_params"] is None
+
+    seen = []
+    add_recording_backend(monkeypatch, "recording", seen)
+    assert run(LIGHT_TINY + ["--backends", "numpy,recording", "--epochs", "1", "--init-params", str(saved)],
+               tmp_path / "b") == 0
+    assert seen                                    # the recording backend's training run and its rounds' trainer
+    for params, _ in seen:
+        assert_same_params(params, trained.params)
+    document = resultfiles.read_results(results_in(tmp_path / "b", ".json")[0])
+    # the reference started from the file too: its losses are those of training on from the saved weights
+    one_epoch = make_workload("light", hidden=4, epochs=1)
+    continued = lstm_numpy.train(trained.params, one_epoch.data, one_epoch.config)
+    fresh = lstm_numpy.train(one_epoch.initial_params(), one_epoch.data, one_epoch.config)
+    numpy_result = document["runs"][0]["results"]["numpy"]
+    assert numpy_result["train_loss"] == continued.train_loss != fresh.train_loss
+    assert document["runs"][0]["results"]["recording"]["agrees"] is True
+    assert document["config"]["init_params"] == {"path": str(saved),
+                                                 "sha256": hashlib.sha256(saved.read_bytes()).hexdigest()}
+
+
+@pytest.mark.parametrize("options, says", [
+    (["--hidden", "8"], "needs D=1, H=8, Y=1; give --hidden 4 or a checkpoint with H=8"),
+    (["--dtype", "float32"], "holds float64 weights, but this run is float32; give --dtype float64"),
+    (["--workload", "seed"], "needs D=3, H=4, Y=3; give a checkpoint saved from the seed workload"),
+])
+def test_a_mismatched_init_params_is_refused_before_training_or_any_file(options, says, tmp_path, monkeypatch,
+                                                                          capsys):
+    saved = tmp_path / "light-h4.npz"
+    lstm_numpy.save_params(saved, make_workload("light", hidden=4).initial_params())
+    monkeypatch.setattr(run_comparison, "measure_all", lambda *args: pytest.fail("training started"))
+    new_checkpoint = tmp_path / "new.npz"
+    argv = LIGHT_TINY + ["--backends", "numpy", "--epochs", "1", "--init-params", str(saved),
+                         "--save-params", str(new_checkpoint)] + options
+    assert run(argv, tmp_path / "results") == 2
+    message = capsys.readouterr().err.strip()
+    assert len(message.splitlines()) == 1 and message.endswith(".") and says in message, message
+    assert not (tmp_path / "results").exists() and not new_checkpoint.exists()
+
+
+def test_clip_norm_reaches_every_backend_and_the_backends_still_agree(tmp_path, monkeypatch, capsys):
+    """A clip of 0.05 is active on light (the losses change), and numba_cpu still agrees with the reference:
+    had it trained unclipped, its losses would be the unclipped ones."""
+    seen = []
+    add_recording_backend(monkeypatch, "recording", seen)
+    assert run(LIGHT_TINY + ["--backends", "numpy,numba_cpu,recording", "--epochs", "2", "--clip-norm", "0.05"],
+               tmp_path) == 0
+    assert "VERDICT: PASS: numba_cpu, recording agree" in capsys.readouterr().out
+    assert len(seen) >= 2 and {config.clip_norm for _, config in seen} == {0.05}   # training and the rounds
+    document = resultfiles.read_results(results_in(tmp_path, ".json")[0])
+    assert document["config"]["clip_norm"] == document["config"]["train_config"]["clip_norm"] == 0.05
+    workload = make_workload("light", hidden=4, epochs=2)
+    clipped = lstm_numpy.train(workload.initial_params(), workload.data, dataclasses.replace(workload.config,
+                                                                                              clip_norm=0.05))
+    unclipped = lstm_numpy.train(workload.initial_params(), workload.data, workload.config)
+    results = document["runs"][0]["results"]
+    assert results["numpy"]["train_loss"] == clipped.train_loss != unclipped.train_loss
+    assert results["numba_cpu"]["agrees"] is True
+
+
+def logged_epochs(out: str) -> list[int]:
+    """The epoch numbers of the loss log's rows (between its column header and the verdict)."""
+    lines = out.splitlines()
+    start = next(k for k, line in enumerate(lines) if line.startswith("epoch ")) + 1
+    rows = itertools.takewhile(lambda line: line[:1].isdigit(), lines[start:])
+    return [int(row.split()[0]) for row in rows]
+
+
+def test_the_loss_log_shows_the_first_last_and_every_kth_epoch_unless_full_log(tmp_path, capsys):
+    argv = LIGHT_TINY + ["--backends", "numpy", "--epochs", "45"]
+    assert run(argv, tmp_path) == 0
+    out = capsys.readouterr().out
+    assert logged_epochs(out) == list(range(0, 43, 3)) + [44]
+    assert "epochs shown: 0, 3, 6, ..., 42 and the last, 44 (every 3 epochs: 16 of 45; --full-log" in out
+    assert run(argv + ["--full-log"], tmp_path) == 0
+    out = capsys.readouterr().out
+    assert logged_epochs(out) == list(range(45)) and "epochs shown: every epoch, 0 to 44" in out
+
+
+@pytest.mark.parametrize("epochs", [1, 6, 20, 21, 22, 31, 45, 99, 300, 301, 1000, 12345])
+def test_the_concise_log_keeps_10_to_20_lines_with_the_first_and_last_epoch(epochs):
+    shown = console.shown_epochs(epochs)
+    assert shown[0] == 0 and shown[-1] == epochs - 1 and shown == sorted(set(shown))
+    assert len(shown) == epochs if epochs <= 20 else 10 <= len(shown) <= 20
+    steps = {b - a for a, b in zip(shown, shown[1:-1])}
+    assert len(steps) <= 1                         # evenly spaced but for the last
+    assert console.shown_epochs(epochs, full=True) == list(range(epochs))
+    assert len(console.shown_epochs(300)) == 16
+
+
+def test_a_taken_save_params_is_refused_before_any_work_and_kept(tmp_path, monkeypatch, capsys):
+    taken = tmp_path / "weights.npz"
+    taken.write_bytes(b"an earlier file")
+    monkeypatch.setattr(run_comparison, "build_workloads", lambda args: pytest.fail("work started"))
+    assert run(["--backends", "numpy", "--epochs", "1", "--save-params", str(taken)], tmp_path / "results") == 2
+    message = capsys.readouterr().err.strip()
+    assert len(message.splitlines()) == 1 and "already exists" in message and "kept" in message
+    assert taken.read_bytes() == b"an earlier file" and not (tmp_path / "results").exists()
+
+
+def test_a_save_params_name_taken_during_the_run_is_kept_and_one_sentence(tmp_path, monkeypatch, capsys):
+    """Another process takes the name after the check: publishing never replaces its file."""
+    target = tmp_path / "weights.npz"
+
+    def train_then_take_the_name(params, data, config, progress=None):
+        if not target.exists():
+            target.write_bytes(b"another process's file")
+        return lstm_numpy.train(params, data, config, progress)
+    add_fake_backend(monkeypatch, "racing", train=train_then_take_the_name)
+    assert run(["--backends", "racing", "--epochs", "1", "--save-params", str(target)], tmp_path / "results") == 2
+    message = capsys.readouterr().err.strip()
+    assert len(message.splitlines()) == 1 and "already exists" in message
+    assert target.read_bytes() == b"another process's file"
