@@ -69,11 +69,12 @@ class Workload:
 def make_workload(name: str, *, hidden: int | None = None, batch_size: int | None = None,
                   lr: float | None = None, epochs: int | None = None, samples: int | None = None,
                   seq_len: int | None = None, seed: int = 0, series: np.ndarray | None = None,
-                  forget_bias: float | None = None, **config_options) -> Workload:
+                  forget_bias: float | None = None, transform: str | None = None, **config_options) -> Workload:
     """Build workload ``name``, any default overridden by the keyword of the same name.
 
-    ``series`` replaces AirPassengers (seed, light); ``config_options`` go to TrainConfig
-    (clip_norm, threads, kernel_version).
+    ``series`` replaces AirPassengers (seed, light); ``transform`` (light only: auto, log or
+    none, default auto; see data/light.py) is recorded in ``pipeline.transform``;
+    ``config_options`` go to TrainConfig (clip_norm, threads, kernel_version).
     """
     if name not in DEFAULTS:
         raise UserError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}.")
@@ -81,6 +82,8 @@ def make_workload(name: str, *, hidden: int | None = None, batch_size: int | Non
     given = (hidden, batch_size, lr, epochs, samples, seq_len, forget_bias)
     H, B, lr, n_epochs, N, T, forget_bias = (d if g is None else g for g, d in zip(given, defaults))
     check_sizes(hidden=H, batch_size=B, epochs=n_epochs)
+    if transform is not None and name != "light":
+        raise UserError(f"the {name} workload has no transform; --transform applies to light only.")
     test, pipeline = None, None
     if name in ("heavy", "gpu"):
         if series is not None:
@@ -97,7 +100,7 @@ def make_workload(name: str, *, hidden: int | None = None, batch_size: int | Non
             arrays, test = parts[:4], parts[4:]
         else:
             check_sizes(seq_len=T)
-            pipeline = LightPipeline.fit(values, window=T)
+            pipeline = LightPipeline.fit(values, window=T, transform=transform or "auto")
             parts = pipeline.split()
             arrays, test = parts[:4], parts[4:]
     data = Dataset(*arrays)

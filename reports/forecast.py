@@ -31,10 +31,12 @@ AIRLINE_MODEL = {"one-step": {"RMSE": 15.3, "MAPE": 2.6}, "24-step": {"RMSE": 43
 def metrics(forecast: np.ndarray, actual: np.ndarray, series: np.ndarray, first_test: int = FIRST_TEST) -> dict:
     """RMSE, MAE, MAPE (%) and MASE of ``forecast`` against ``actual`` (see the module docstring)."""
     error = np.asarray(forecast, dtype=np.float64) - actual
-    scale = np.mean(np.abs(series[SEASON:first_test] - series[:first_test - SEASON]))
+    scale = float(np.mean(np.abs(series[SEASON:first_test] - series[:first_test - SEASON])))
     mae = float(np.mean(np.abs(error)))
-    return {"RMSE": float(np.sqrt(np.mean(error ** 2))), "MAE": mae,
-            "MAPE": float(100 * np.mean(np.abs(error) / np.abs(actual))), "MASE": mae / float(scale)}
+    # A percentage of zero is undefined (a series with empty months); so is a scale of zero (a flat history).
+    mape = float(100 * np.mean(np.abs(error) / np.abs(actual))) if np.all(actual != 0) else float("nan")
+    return {"RMSE": float(np.sqrt(np.mean(error ** 2))), "MAE": mae, "MAPE": mape,
+            "MASE": mae / scale if scale > 0 else float("nan")}
 
 
 def persistence(series: np.ndarray, first: int = FIRST_TEST, horizon: int = HORIZON) -> dict[str, np.ndarray]:

@@ -65,7 +65,7 @@ def test_light_inverse_rebuilds_passengers_exactly():
     pipe = LightPipeline.fit(p)
     X, Y = pipe.windows()
     months = pipe.target_months
-    np.testing.assert_allclose(pipe.to_passengers(Y[:, 0], p[months - 1]), p[months], rtol=1e-12)
+    np.testing.assert_allclose(pipe.to_levels(Y[:, 0], p[months - 1]), p[months], rtol=1e-12)
     # A perfect model gives the actual values one step ahead and recursively.
     by_window = {tuple(x[:, 0]): y for x, y in zip(X, Y[:, 0])}
     oracle = lambda windows: np.array([[by_window[tuple(w[:, 0])]] for w in windows])  # noqa: E731
@@ -138,9 +138,9 @@ def test_series_too_short_for_the_window():
         make_workload("seed", series=np.arange(1.0, 10.0))
 
 
-def test_light_needs_positive_values():
-    with pytest.raises(UserError, match="positive values"):
-        LightPipeline.fit(np.r_[np.ones(60), 0.0])
+def test_the_log_transform_needs_positive_values():
+    with pytest.raises(UserError, match="log transform needs positive values, but value 60 of the series is 0"):
+        LightPipeline.fit(np.r_[np.ones(60), 0.0], transform="log")
 
 
 @pytest.mark.parametrize("make", [
