@@ -26,7 +26,24 @@ seed another backend scores differently.
 
     python -m reports.backtest            # both stages; prints every setting's score and the choice
 
-Result on <date>: (filled in from the printed table)
+Result on 2026-11-23 (numba_cpu; score = median one-step + median 24-step RMSE, thousands of
+passengers; the classical models on the same pseudo-test months: Holt-Winters 14.3 + 18.7,
+the airline model 12.5 + 28.8):
+
+    chosen   hidden 16, lr 0.2, batch 8, forget bias 2, early stopping within 300 epochs:
+             one-step 17.6, 24-step 24.7, score 42.3 (ensemble 16.6, 18.8); with a 600-epoch cap the
+             same (every seed stops before epoch 300)
+    next     hidden 16, lr 0.1, batch 16, forget bias 0, early stopping within 600: 42.9
+             hidden 8, lr 0.1, batch 8, forget bias 2, early stopping within 600: 43.6
+    former   hidden 16, lr 0.1, batch 16, forget bias 2, 300 epochs: 24.2 + 28.6 = 52.8
+             (ensemble 21.8, 24.6)
+
+Against a fixed 300 epochs, early stopping lowered the score for 12 of the 16 grid points
+within 300 epochs and for 15 of 16 within 600; the 48 scores range from 42.3 to 74.0. Stage 2
+kept nothing: transform none 50.1, a 24-month window 56.4, clipping at norm 1 48.4. Scores
+move by several points with the seeds alone (on seeds 10..19 the former defaults score 65.3,
+four settings stopped early within 600 epochs 45.5 to 48.8, the chosen one among them 48.8),
+so close neighbours in the grid are not told apart; early stopping's gain held on both sets.
 """
 from __future__ import annotations
 

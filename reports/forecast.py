@@ -131,15 +131,6 @@ def forecasts_by_method(runs: list[ForecastRun], series: np.ndarray, classical) 
             **(classical or {})}
 
 
-def baseline_metrics(series: np.ndarray | None = None) -> dict:
-    """{baseline: {horizon: metrics}} for persistence and seasonal naive."""
-    series = airpassengers() if series is None else series
-    first = series.size - HORIZON
-    actual = series[first:]
-    return {name: {h: metrics(f, actual, series, first) for h, f in make(series, first).items()}
-            for name, make in (("persistence", persistence), ("seasonal naive", seasonal_naive))}
-
-
 def forecast_data(seeds: int = ENSEMBLE_SEEDS, backend: str = "numpy", series: np.ndarray | None = None,
                   early_stopping: bool = EARLY_STOPPING, **overrides) -> dict:
     """Everything the forecast section shows: runs, forecasts and metrics by method, the classical
@@ -202,6 +193,6 @@ def forecast_section(folder, seeds: int = ENSEMBLE_SEEDS, backend: str = "numpy"
     return forecast_markdown(data), written
 
 
-__all__ = ["EARLY_STOPPING", "ENSEMBLE_SEEDS", "ForecastRun", "baseline_metrics", "ensemble_forecast",
+__all__ = ["EARLY_STOPPING", "ENSEMBLE_SEEDS", "ForecastRun", "ensemble_forecast",
            "forecast_data", "forecast_markdown", "forecast_run", "forecast_section", "forecasts_by_method",
            "median_metrics", "metrics", "persistence", "rmse_spread", "seasonal_naive", "train_for_forecast"]
