@@ -62,14 +62,14 @@ def airline(series: np.ndarray, first: int, horizon: int) -> dict[str, np.ndarra
 
 def classical_forecasts(series: np.ndarray, first: int, horizon: int) -> dict[str, dict[str, np.ndarray]] | None:
     """{model name: {horizon: forecasts}} for Holt-Winters and the airline model; None without statsmodels."""
-    try:
-        import statsmodels  # noqa: F401
-    except ImportError:
-        return None
     series = np.asarray(series, dtype=np.float64)
     if np.any(series <= 0):
         raise UserError("Holt-Winters with a multiplicative season and the airline model on log values need a "
                         "series of positive values.")
+    try:
+        import statsmodels  # noqa: F401
+    except ImportError:
+        return None
     return {HOLT_WINTERS: holt_winters(series, first, horizon), AIRLINE: airline(series, first, horizon)}
 
 
