@@ -30,9 +30,12 @@ import numpy as np
 
 from lstm_numpy.errors import UserError
 
+from .series import check_series
+
 WINDOW = 12
 N_TEST = 24
 N_VALID = 12
+NO_SPREAD = 1e-10      # a spread below this fraction of the mean |change| is no variation
 TRANSFORMS = ("auto", "log", "none")
 
 
@@ -78,16 +81,19 @@ class LightPipeline:
     @classmethod
     def fit(cls, series: np.ndarray, window: int = WINDOW, n_valid: int = N_VALID,
             n_test: int = N_TEST, transform: str = "auto") -> "LightPipeline":
-        series = np.asarray(series, dtype=np.float64)
+        minimum = window + n_valid + n_test + 2
+        series = check_series(series, minimum, f"windows of {window} with {n_valid} validation and "
+                              f"{n_test} test months", "give a longer series or a shorter window")
         used, reason = choose_transform(series, transform)
         n_train = series.size - 1 - window - n_valid - n_test
-        if n_train < 1:
-            raise UserError(f"the series has {series.size} values, but windows of {window} with "
-                            f"{n_valid} validation and {n_test} test months need at least "
-                            f"{window + n_valid + n_test + 2}; give a longer series or a shorter window.")
         d = np.diff(transformed(series, used))
         # Training targets are d[window .. window+n_train-1]; their inputs start at d[0].
         fitted = d[:window + n_train]
+        # The spread is the divisor of the scaling: one at rounding level (a constant growth) is none.
+        if fitted.std() <= NO_SPREAD * np.abs(fitted).mean():
+            step = "factor" if used == "log" else "amount"
+            raise UserError(f"the series changes by the same {step} every month over its first {fitted.size + 1} "
+                            f"values, so the change has no variation and cannot be scaled; give a series that varies.")
         return cls(series, window, n_valid, n_test, float(fitted.mean()), float(fitted.std()), used, reason)
 
     @property

@@ -19,6 +19,8 @@ import numpy as np
 
 from lstm_numpy.errors import UserError
 
+from .series import check_series
+
 WINDOW = 12
 N_WINDOWS = 73
 SPLIT = (59, 7, 7)
@@ -50,6 +52,9 @@ def kmeans_1d(values: np.ndarray, k: int = CLASSES, iterations: int = 100) -> tu
     centroids = np.quantile(values, (np.arange(k) + 0.5) / k)
     for _ in range(iterations):
         labels = np.argmin(np.abs(values[:, None] - centroids[None, :]), axis=1)
+        if np.unique(labels).size < k:          # an empty class has no mean
+            raise UserError(f"the series' normalised monthly changes do not fall into {k} distinct classes; "
+                            f"the seed pipeline needs a series whose changes vary more.")
         updated = np.array([values[labels == j].mean() for j in range(k)])
         if np.array_equal(updated, centroids):
             break
@@ -57,7 +62,13 @@ def kmeans_1d(values: np.ndarray, k: int = CLASSES, iterations: int = 100) -> tu
     return labels, centroids
 
 
+def checked_series(passengers) -> np.ndarray:
+    """The series as float64 (N,), at least one window long, finite and not constant (see check_series)."""
+    return check_series(passengers, WINDOW + 2, f"the seed pipeline's windows of {WINDOW}")
+
+
 def seed_series(passengers: np.ndarray) -> SeedSeries:
+    passengers = checked_series(passengers)
     change = np.diff(passengers)
     env = envelope(change)
     normalised = change / env
@@ -70,13 +81,25 @@ def one_hot(tokens: np.ndarray, k: int = CLASSES) -> np.ndarray:
     return np.eye(k)[tokens]
 
 
+def window_count(n_values: int, n_windows: int = N_WINDOWS, window: int = WINDOW) -> int:
+    """How many windows a series of ``n_values`` gives: its changes hold n_values - window starts."""
+    return max(0, min(n_windows, n_values - window))
+
+
 def seed_windows(classes: np.ndarray, n_windows: int = N_WINDOWS, window: int = WINDOW):
     """Token windows (n_windows, window), starts spread evenly over the series."""
     if classes.size < window + 1:
         raise UserError(f"the series has {classes.size + 1} values but the seed pipeline needs at least "
                         f"{window + 2}; give a longer series.")
-    starts = np.round(np.linspace(0, classes.size - window, min(n_windows, classes.size - window + 1))).astype(int)
+    n = window_count(classes.size + 1, n_windows, window)
+    starts = np.round(np.linspace(0, classes.size - window, n)).astype(int)
     return classes[starts[:, None] + np.arange(window)]
+
+
+def split_sizes(n: int) -> tuple[int, int, int]:
+    """(train, valid, test) window counts, in the original project's proportions 59 / 7 / 7."""
+    n_valid = n_test = round(n * SPLIT[1] / N_WINDOWS)
+    return n - n_valid - n_test, n_valid, n_test
 
 
 def seed_dataset(passengers: np.ndarray):
@@ -84,13 +107,15 @@ def seed_dataset(passengers: np.ndarray):
 
     Returns (X_train, Y_train, X_valid, Y_valid, X_test, Y_test), SeedSeries.
     """
+    passengers = checked_series(passengers)
+    n = window_count(passengers.size)
+    n_train, n_valid, n_test = split_sizes(n)
+    # Checked before any computation, so that a short series gets this sentence and no warning.
+    if min(n_train, n_valid, n_test) <= 0:
+        raise UserError(f"the series gives only {n} windows of {WINDOW}, too few to split into training, "
+                        f"validation and test windows; give a longer series.")
     series = seed_series(passengers)
     windows = seed_windows(series.classes)
-    n = windows.shape[0]
-    n_valid = n_test = round(n * SPLIT[1] / N_WINDOWS)
-    n_train = n - n_valid - n_test
-    if min(n_train, n_valid, n_test) <= 0:
-        raise UserError(f"the series gives only {n} windows of {WINDOW}, too few to split; give a longer series.")
     X, Y = one_hot(windows[:, :-1]), windows[:, 1:]
     cuts = (n_train, n_train + n_valid)
     parts = []

@@ -17,13 +17,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from lstm_numpy.errors import UserError
+from lstm_numpy.memory import check_fits, training_bytes
 from lstm_numpy.params import Params, check_sizes, init_params
 from lstm_numpy.contract import Dataset, TrainConfig
 
 from .light import LightPipeline
 from .seed import seed_dataset
 from .series import airpassengers
-from .synthetic import synthetic_windows
+from .synthetic import synthetic_windows, valid_count
 
 WORKLOADS = ("seed", "light", "heavy", "gpu")
 
@@ -89,6 +90,8 @@ def make_workload(name: str, *, hidden: int | None = None, batch_size: int | Non
     if name in ("heavy", "gpu"):
         if series is not None:
             raise UserError(f"the {name} workload uses the synthetic series; use --data with seed or light.")
+        check_sizes(samples=N, seq_len=T)
+        check_memory(name, N, valid_count(N), T, 1, H, 1, B)      # before the windows are generated
         arrays = synthetic_windows(N, T, seed=seed)
     else:
         values = airpassengers() if series is None else series
@@ -105,10 +108,18 @@ def make_workload(name: str, *, hidden: int | None = None, batch_size: int | Non
             parts = pipeline.split()
             arrays, test = parts[:4], parts[4:]
     data = Dataset(*arrays)
-    D = data.X_train.shape[2]
+    (n_train, T, D), n_valid = data.X_train.shape, data.X_valid.shape[0]
     Y = 3 if task == "classification" else data.Y_train.shape[1]
+    check_memory(name, n_train, n_valid, T, D, H, Y, B)
     config = TrainConfig(task=task, epochs=n_epochs, lr=lr, batch_size=B, seed=seed, **config_options)
     return Workload(name, data, (D, H, Y), config, test, pipeline, forget_bias)
+
+
+def check_memory(name: str, n_train: int, n_valid: int, T: int, D: int, H: int, Y: int, B: int) -> None:
+    """One sentence, before anything that size is allocated, when training this workload cannot fit in memory."""
+    check_fits(training_bytes(n_train, n_valid, T, D, H, Y, B),
+               f"the {name} workload with N={n_train}, T={T}, H={H}, B={min(B, n_train)}",
+               "use a smaller --samples, --seq-len, --hidden or --batch-size")
 
 
 def with_config(workload: Workload, **changes) -> Workload:

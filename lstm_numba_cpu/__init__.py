@@ -9,7 +9,7 @@ the reference's (only the kernels differ):
     train(params, data, config, progress=None) -> History         lstm_numpy.train_with(make_trainer, ...)
     is_available(), describe()
 
-Threads: config.threads, else NUMBA_NUM_THREADS. ``python -m lstm_numba_cpu.measure`` times it.
+Threads: config.threads, else NUMBA_NUM_THREADS. ``python -m reports.cpu_bench`` times it.
 """
 from lstm_numpy import Params, init_params, train_with
 

@@ -5,29 +5,17 @@ module only supplies the trainer it calls, plus ``loss_and_grads`` and ``predict
 """
 from __future__ import annotations
 
-import os
-import platform
-
 import numba
 import numpy as np
 
 from lstm_numpy import Params, batch_bounds
-from lstm_numpy.errors import UserError
 from lstm_numpy.contract import Dataset, TrainConfig, check_batch, check_data, check_phase, check_task, loss_terms
 
 from . import kernels
+from .threads import ThreadPolicy
 
 ROW_GROUP = 8        # batch rows per prange iteration (forward, BPTT); fewer when B is small
 GRAD_BLOCK = 64      # at most this many rows of dW_hh^T (4H values each) per prange iteration
-
-
-def thread_count(threads: int | None) -> int:
-    """config.threads, else NUMBA_NUM_THREADS (Numba's default: all cores)."""
-    n = threads or numba.config.NUMBA_NUM_THREADS
-    if n > numba.config.NUMBA_NUM_THREADS:
-        raise UserError(f"{n} threads requested but Numba allows at most {numba.config.NUMBA_NUM_THREADS}; "
-                        f"set NUMBA_NUM_THREADS={n} before starting Python or ask for fewer.")
-    return n
 
 
 def row_group(batch: int, threads: int) -> int:
@@ -96,24 +84,28 @@ class NumbaCpuTrainer:
         self.config = config
         self.task = check_task(config.task)
         self.data = targets_as_floats(check_data(params, data, config.task), params.dtype)
-        self.threads = thread_count(config.threads)
+        self.policy = ThreadPolicy(config.threads)
         self.params = Params(*(aligned_copy(a) for a in params.arrays()))
         self.grads = gradient_buffers(params)
         self.W_ihT, self.W_hhT = transposed(self.params)
         N, T, D = self.data.X_train.shape
         _, H, Y = self.params.sizes
-        B = config.batch_size
+        B = min(config.batch_size, N)       # a minibatch never holds more rows than the data
         self.ws = workspace(B, T, D, H, Y, self.data.Y_train.shape[1], self.data.Y_train.dtype, self.params.dtype)
         self.terms_per_sample = loss_terms(config.task, 1, T, Y)
-        self.group = row_group(B, self.threads)
-        self.block = grad_block(H, self.threads)
-        numba.set_num_threads(self.threads)
-        self.stats = {"threads": self.threads, "threading_layer": threading_layer(),
-                      "row_group": self.group, "grad_block": self.block}
+        self.stats = {"threading_layer": threading_layer(), "threads_mode": self.policy.mode}
+
+    def _use_threads(self, threads: int) -> tuple[int, int]:
+        """Set Numba's thread count (per calling thread) and return the row group and gradient block for it."""
+        numba.set_num_threads(threads)
+        group = row_group(self.ws.h.shape[1], threads)
+        block = grad_block(self.params.sizes[1], threads)
+        self.stats.update(threads=threads, threads_used=dict(self.policy.used), row_group=group, grad_block=block)
+        return group, block
 
     def run_epoch(self, order: np.ndarray, upto: str = "update") -> tuple[np.ndarray, float]:
         phase = check_phase(upto)
-        numba.set_num_threads(self.threads)    # per calling thread in Numba
+        group, block = self._use_threads(self.policy.next_epoch())
         order = np.ascontiguousarray(order, dtype=np.int64)
         bounds = batch_bounds(order.size, self.config.batch_size)
         losses = np.full(bounds.size - 1, np.nan)
@@ -121,7 +113,7 @@ class NumbaCpuTrainer:
         clip = -1.0 if self.config.clip_norm is None else float(self.config.clip_norm)
         valid = kernels.train_epoch(self.params.arrays(), self.W_ihT, self.W_hhT, self.grads, self.ws,
                                     d.X_train, d.Y_train, d.X_valid, d.Y_valid, order, bounds, self.task,
-                                    self.terms_per_sample, phase, float(self.config.lr), clip, self.group, self.block, losses)
+                                    self.terms_per_sample, phase, float(self.config.lr), clip, group, block, losses)
         return losses, float(valid)
 
     def host_params(self) -> Params:
@@ -173,24 +165,13 @@ def threading_layer() -> str:
         return numba.threading_layer()
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def is_available() -> str | None:
     """Numba's CPU target runs wherever Numba is installed."""
     return None
 
 
 def describe() -> dict:
-    """Facts about this backend for results files."""
+    """Facts about this backend for results files (the machine's own facts are reports.machine's)."""
     return {"backend": "numba_cpu", "numba": numba.__version__, "numpy": np.__version__,
             "threads": numba.get_num_threads(), "max_threads": numba.config.NUMBA_NUM_THREADS,
-            "threading_layer": threading_layer(), "cpu": cpu_model(), "cores": os.cpu_count()}
+            "threading_layer": threading_layer()}

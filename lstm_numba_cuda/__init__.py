@@ -1,30 +1,51 @@
 """lstm_numba_cuda: the LSTM of lstm_numpy in hand-written Numba CUDA kernels, data resident on the device.
 
+The package is shared device code, one file per kernel version, the trainer and the device wrapper:
+
+    device_code.py   device functions every version uses (cell, heads, reductions, flat parameter
+                     indexing), the shared kernels, the per-dtype build and the launch geometry
+    arguments.py     the named argument groups kernels take and the kinds that declare their arguments
+    v1.py ... v4.py  one kernel version each: its kernels and its launch sequence
+    version_base.py  what versions share on the host (device-resident run, workspaces, the interface)
+    trainer.py       the registry of versions and the CudaTrainer that runs one
+    device.py        GPU or simulator detection and the launcher that counts every launch and copy
+    ptx_check.py     compiles every kernel of every version for a real GPU, without one
+
 Kernel versions (``TrainConfig(kernel_version=N)``; ``loss_and_grads`` and ``predict`` take
 ``kernel_version=N`` too); a version keeps its number for life. Launches per minibatch of T steps:
 
-    1  one kernel per operation per time step: device gather of the minibatch, the input
-       projection for all T as one tiled shared-memory matmul, per step a recurrent matmul
-       and an elementwise gate kernel; backward: per step a gate-backward kernel and a
-       matmul for dh; then matmuls/column sums for the weight gradients; loss, clip scale
-       and SGD as kernels.                                             4T + 10 launches
-       run: train(params, data, TrainConfig(..., kernel_version=1))
-    2  fused step kernels: one launch per step does the recurrent product, the gate
-       activations and the state update (backward likewise), one fused head kernel, one
-       weight-gradient pass after the time loop; loss, clip scale, SGD.  2T + 5 launches
-       run: train(params, data, TrainConfig(..., kernel_version=2))
-    3  (default, provisional: chosen by launch count until gpu_check times the versions on a GPU) persistent kernel: one launch, one block per sample, runs the whole forward
-       pass, the head and BPTT with the time loop inside the kernel (h, c, gates in shared
-       memory); a second launch computes the weight gradients, the loss, the global norm and
-       clip scale (deterministic last-block reduction) and applies SGD.  2 launches
-       run: train(params, data, TrainConfig(...))   or kernel_version=3
-       Known costs, not yet measured on a GPU: every block re-reads W_hh (4H, H) each step
-       (no reuse across samples), the gradient pass sums T*B terms per parameter without
-       shared-memory tiling, and the SGD update runs in the last block alone.
+    1  one kernel per operation per time step: gather, tiled matmuls, elementwise gates  4T + 10
+    2  fused step kernels: one launch per step forward and backward, one gradient pass   2T + 5
+    3  (default, provisional: chosen by launch count until gpu_check times the versions on a GPU)
+       persistent kernel, one block per sample runs forward + BPTT; then one launch for
+       gradients, loss, clip scale and SGD                                                 2
+    4  hidden units split over the blocks, each keeping its W_hh slice (the 4 gate rows of its
+       units) in shared memory, several samples per block, coalesced tiled products, h_{t-1}
+       exchanged through global memory; weight gradients as a tiled product summed in a fixed
+       order, the global norm and SGD spread over the grid. On a GPU one cooperative launch
+       per minibatch (grid-wide barriers between steps; per-step launches when the grid cannot
+       be resident at once), on the simulator per-step launches                1 (GPU) or 2T + 5
+       Shared memory bounds H: at most 2,492 in float32 and 1,214 in float64 (beyond: a UserError
+       that names v2).
+    run: train(params, data, TrainConfig(..., kernel_version=N))   (each file's docstring says more)
     Per epoch on top: 1 epoch-begin launch, the validation forward (v3: 1 launch; v1/v2: per
-    chunk of batch_size rows, 2T + 3 or T + 1) and 1 validation-loss launch; 1 h2d, 1 d2h.
+    chunk of batch_size rows, 2T + 3 or T + 1; v4: per chunk 1, or T + 1 per step) and 1
+    validation-loss launch; 1 h2d, 1 d2h.
 
-Check and time every version on a GPU:  python -m lstm_numba_cuda.gpu_check --out DIR
+Which version should be fastest where (an offline model, not yet measured: the default stays
+v3 until gpu_check has timed the versions on a GPU):
+    seed, light (H <= 50, B <= 16): launch-bound; v3 (2 launches, block-local barriers only) and
+       v4 (1 launch, but 2T + 3 grid-wide barriers of a few microseconds each) are close, v3 ahead.
+    heavy (T=32, H=128, B=128) and gpu (T=64, H=512, B=512): v4. v3 re-reads all of W_hh (4H, H)
+       from L2 at every step of every sample with a warp touching 32 cache lines per load, runs
+       one block per sample and sums each gradient entry's T*B terms alone; v4 reads each W_hh
+       slice once per minibatch into shared memory and reuses every value across 4 samples in
+       registers and every h value across 4 gates, covers the GPU with 128-512 blocks, and runs
+       the gradients as a register-tiled product (predicted near 10 ms per heavy epoch against
+       v3's 38-67 ms, and about 1 s per gpu epoch against 15-30 s).
+
+Check and time every version on a GPU:  python -m reports.gpu_check --out DIR
+Compile every kernel for sm_90 without a GPU:  NUMBA_ENABLE_CUDASIM=0 python -m lstm_numba_cuda.ptx_check
 Without a GPU (Numba's CUDA simulator, tiny sizes):
     NUMBA_ENABLE_CUDASIM=1 PYTHONPATH=. python -m pytest tests/test_numba_cuda.py
 
@@ -49,7 +70,7 @@ def describe() -> dict:
     from .device import cuda_version_string, device_facts
     return {"backend": "numba_cuda", **device_facts(), "numba": numba.__version__,
             "numba_cuda": cuda_version_string(), "default_kernel_version": DEFAULT_KERNEL_VERSION,
-            "kernel_versions": {str(k): v for k, v in KERNEL_VERSIONS.items()}}
+            "kernel_versions": {str(k): v.description for k, v in KERNEL_VERSIONS.items()}}
 
 
 __all__ = ["KERNEL_VERSIONS", "DEFAULT_KERNEL_VERSION", "NO_GPU_MESSAGE", "CudaTrainer", "Params", "describe",

@@ -13,22 +13,19 @@ from numba import cuda
 from numba.cuda.core.errors import NumbaPerformanceWarning
 from numba.cuda.cudadrv.devicearray import is_cuda_ndarray
 
+from lstm_numpy.backends import cuda_simulator_on
 from lstm_numpy.errors import UserError
 
-# numba-cuda warns on every launch of fewer than 128 blocks. Ours are small on purpose: the
-# one-block deterministic reductions (loss, clip scale) and the tiny test sizes.
+# numba-cuda warns whenever a launch configuration of fewer than 128 blocks is made. Ours are small
+# on purpose: the one-block deterministic reductions (loss, clip scale) and the tiny test sizes.
 LOW_OCCUPANCY = r"Grid size \d+ will likely result in GPU under-utilization due to low occupancy"
-LOW_OCCUPANCY_BLOCKS = 128
 
 NO_GPU_MESSAGE = ("no CUDA GPU was found (numba.cuda.is_available() is False); to run the numba_cuda backend "
                   "without a GPU, set NUMBA_ENABLE_CUDASIM=1 before starting Python to use Numba's CUDA simulator "
                   "(slow, for testing only).")
 
 
-def simulator_enabled() -> bool:
-    """True when Numba runs CUDA kernels on its CPU simulator (NUMBA_ENABLE_CUDASIM=1)."""
-    from numba.cuda.cudadrv import devicearray
-    return devicearray.__name__.startswith("numba.cuda.simulator")
+simulator_enabled = cuda_simulator_on     # the one check, shared with the tools
 
 
 def gpu_present() -> bool:
@@ -67,35 +64,59 @@ def device_facts() -> dict:
 class Launcher:
     """Counts kernel launches and host<->device copies; the only way the backend touches the device.
 
-    ``launch`` raises TypeError when an argument is a host NumPy array: on a real GPU
-    Numba would silently copy it both ways (and only warn), on the simulator not even warn.
-    It silences exactly one warning, numba-cuda's low-occupancy one, for grids that are small
-    by design; the "Host array used in CUDA kernel" warning is never silenced.
+    ``launch`` raises TypeError when an argument (or a member of a NamedTuple argument) is a host
+    NumPy array: on a real GPU Numba would silently copy it both ways (and only warn), on the
+    simulator not even warn. A launch configuration (kernel, grid, block, shared bytes) is made
+    once and reused; numba-cuda warns about low occupancy when a configuration of fewer than 128
+    blocks is made, and exactly that warning is silenced there, for grids small by design (the
+    one-block reductions, the tiny test sizes). The "Host array used in CUDA kernel" warning is
+    never silenced. On the simulator a configuration mutates the kernel object, so it is made per launch.
     """
 
-    def __init__(self):
+    def __init__(self, simulated: bool | None = None):
         self.launches = 0
         self.h2d = 0
         self.d2h = 0
+        self.simulated = simulator_enabled() if simulated is None else simulated
+        self.configurations: dict = {}   # (kernel, grid, block, shared_bytes) -> configured launch
+        self._resident_types: set[type] = set()   # argument types already known to be device arrays or scalars
 
     def counts(self) -> tuple[int, int, int]:
         return self.launches, self.h2d, self.d2h
 
     def launch(self, kernel, grid, block, *args, shared_bytes: int = 0):
         for position, arg in enumerate(args):
-            host_array = isinstance(arg, np.ndarray) or (
-                hasattr(arg, "__array__") and not is_cuda_ndarray(arg) and np.ndim(arg) > 0)   # scalars are fine
-            if host_array:
-                raise TypeError(f"host array passed as argument {position} of kernel "
-                                f"{getattr(kernel, '__name__', kernel)}; upload it once with Launcher.to_device")
-        blocks = int(np.prod(grid))
-        if blocks < LOW_OCCUPANCY_BLOCKS:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=LOW_OCCUPANCY, category=NumbaPerformanceWarning)
-                kernel[grid, block, 0, shared_bytes](*args)
-        else:
+            self._check_resident(kernel, position, arg)
+        if self.simulated:
             kernel[grid, block, 0, shared_bytes](*args)
+        else:
+            key = (kernel, grid, block, shared_bytes)
+            configured = self.configurations.get(key)
+            if configured is None:
+                configured = self.configurations[key] = self._configure(kernel, grid, block, shared_bytes)
+            configured(*args)
         self.launches += 1
+
+    @staticmethod
+    def _configure(kernel, grid, block, shared_bytes):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=LOW_OCCUPANCY, category=NumbaPerformanceWarning)
+            return kernel[grid, block, 0, shared_bytes]
+
+    def _check_resident(self, kernel, position, arg) -> None:
+        kind = type(arg)
+        if kind in self._resident_types:
+            return
+        if isinstance(arg, tuple):   # an argument group: every member must be resident
+            for member in arg:
+                self._check_resident(kernel, position, member)
+            return
+        host_array = isinstance(arg, np.ndarray) or (
+            hasattr(arg, "__array__") and not is_cuda_ndarray(arg) and np.ndim(arg) > 0)   # scalars are fine
+        if host_array:
+            raise TypeError(f"host array passed as argument {position} of kernel "
+                            f"{getattr(kernel, '__name__', kernel)}; upload it once with Launcher.to_device")
+        self._resident_types.add(kind)
 
     def to_device(self, host: np.ndarray):
         self.h2d += 1

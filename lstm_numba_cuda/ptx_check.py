@@ -4,8 +4,10 @@
 
 The simulator runs the kernels' Python source, so it cannot catch what only the CUDA
 target rejects (typing, unsupported calls) or float64 arithmetic leaking into float32
-kernels. This compiles each kernel with NVVM alone. Without a GPU, numba-cuda still asks
-the driver and NVRTC for facts it needs (the compute capability of device functions,
+kernels. This compiles each kernel of the shared code and of every registered version with
+NVVM alone, with the argument types its declaration gives (arguments.py), and prints the
+registers and spill bytes ptxas reports when ptxas is on the PATH. Without a GPU, numba-cuda
+still asks the driver and NVRTC for facts it needs (the compute capability of device functions,
 the supported architectures, the libdevice path); those three look-ups are answered here
 from the ``--cc`` option and the CUDA toolkit's files, which touches numba-cuda internals
 (checked with numba-cuda 0.30). Exit status: 0 all compile, 1 a kernel failed, 2 the
@@ -15,14 +17,22 @@ from __future__ import annotations
 
 import argparse
 import glob
+import inspect
 import os
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
 from types import SimpleNamespace
+from typing import Iterator
 
-import numba
 import numpy as np
-from numba import cuda, typeof
+from numba import cuda
 
+from lstm_numpy.contract import TASKS
+
+from .arguments import Kind
 from .device import gpu_present, simulator_enabled
 
 
@@ -45,40 +55,52 @@ def _answer_gpu_lookups(cc: tuple[int, int], libdevice: str) -> None:
     dispatcher.get_current_device = lambda: SimpleNamespace(compute_capability=cc)
 
 
-def kernel_signatures(dtype) -> dict[str, tuple[str, tuple]]:
-    """label -> (kernel name, argument types) for every kernel as the trainer launches it."""
-    def arr(nd, dt=dtype):
-        return typeof(np.empty((1,) * nd, dt))
+def compilations(dtype) -> Iterator[tuple[str, object, tuple]]:
+    """(label, kernel, argument types) for every kernel of the shared code and of every registered version.
 
-    i64, f64 = numba.int64, numba.float64
-    i32a, i64a, f64a = arr(1, np.int32), arr(1, np.int64), arr(1, np.float64)
-    params = (arr(2), arr(2), arr(1), arr(2), arr(1))
-    out = {}
-    for task, targets in (("regression", arr(2)), ("classification", arr(2, np.int64))):
-        out[f"head_rows/{task}"] = ("head_rows", (arr(3), arr(2), arr(1), targets, i64a, i64, i64, i64, i64, i64,
-                                                  arr(3), arr(3), arr(1), i64))
-        out[f"persistent/{task}"] = ("persistent", (arr(3), targets, i64a, i64, i64, i64, i64, i64, *params,
-                                                    arr(3), arr(3), arr(3), arr(3), arr(3), arr(3), arr(1), i64))
-    out.update({
-        "epoch_begin": ("epoch_begin", (f64a, i32a, i32a)),
-        "fill": ("fill", (arr(1), f64)),
-        "head_predict": ("head_predict", (arr(3), arr(2), arr(1), i64, i64, i64, arr(3))),
-        "loss_reduce": ("loss_reduce", (arr(1), i64, f64, f64a, i64, i32a, i64, i64)),
-        "clip_scale": ("clip_scale", (*params, i64, f64, arr(1))),
-        "sgd": ("sgd", (*params, *params, f64, arr(1), i32a)),
-        "gather_x": ("gather_x", (arr(3), i64a, i64, i64, arr(3))),
-        "matmul": ("matmul", (arr(2), i64, arr(2), i64, arr(2), arr(1), i64, arr(2), i64)),
-        "colsum": ("colsum", (arr(2), arr(1))),
-        "gates_forward": ("gates_forward", (arr(3), arr(3), arr(3), arr(3), i64, i64)),
-        "gates_backward": ("gates_backward", (arr(3), arr(3), arr(3), arr(3), arr(2), arr(2), arr(3), i64, i64, i64)),
-        "step_forward": ("step_forward", (arr(3), i64a, i64, i64, i64, arr(2), arr(2), arr(1), arr(3), arr(3),
-                                          arr(3), arr(3))),
-        "step_backward": ("step_backward", (arr(3), arr(3), arr(3), arr(3), arr(2), arr(3), arr(2), i64, i64, i64)),
-        "weight_grads": ("weight_grads", (arr(3), i64a, i64, i64, i64, i64, arr(3), arr(3), arr(3), *params)),
-        "finish": ("finish", (arr(3), i64a, i64, i64, i64, i64, arr(3), arr(3), arr(3), arr(1), f64, f64a, i64, i32a,
-                              i64, i64, f64, f64, *params, *params, arr(1), i32a, arr(1))),
-    })
-    return out
+    The types come from each kernel's declaration (its arguments' kinds, arguments.py); a kernel
+    whose arguments depend on the task (the targets' dtype) is compiled once per task.
+    """
+    from .device_code import shared_kernels
+    from .trainer import KERNEL_VERSIONS
+
+    owners = [("shared", shared_kernels(dtype))]
+    owners += [(f"v{number}", version.kernels_for(dtype)) for number, version in KERNEL_VERSIONS.items()]
+    for owner, namespace in owners:
+        for name, kernel in vars(namespace).items():
+            kinds = []
+            for parameter in inspect.signature(kernel.py_func, eval_str=True).parameters.values():
+                if not isinstance(parameter.annotation, Kind):
+                    raise TypeError(f"{owner} kernel {name}: argument {parameter.name} declares no kind "
+                                    f"(annotate it with one of lstm_numba_cuda.arguments)")
+                kinds.append(parameter.annotation)
+            for task in (TASKS if any(kind.by_task for kind in kinds) else (None,)):
+                label = f"{owner} {name}" + (f"/{task}" if task else "")
+                yield label, kernel, tuple(kind.numba_type(dtype, task) for kind in kinds)
+
+
+def register_usage(ptx: str, cc: tuple[int, int]) -> str | None:
+    """ptxas's registers and spill bytes and the static shared memory of one kernel's PTX, or None when
+    ptxas is not on the PATH."""
+    ptxas = shutil.which("ptxas")
+    if ptxas is None:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        source = os.path.join(folder, "kernel.ptx")
+        with open(source, "w") as handle:
+            handle.write(ptx)
+        # -c: relocatable, so that the cooperative kernels' calls into cudadevrt (grid sync) stay unresolved
+        done = subprocess.run([ptxas, f"-arch=sm_{cc[0]}{cc[1]}", "-c", "-v", source, "-o", os.devnull],
+                              capture_output=True, text=True)
+    registers = re.search(r"Used (\d+) registers", done.stderr)
+    spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", done.stderr)
+    if done.returncode != 0 or registers is None or spills is None:
+        return f"ptxas failed: {done.stderr.strip()[:200]}"
+    # relocatable code reports no shared memory: the static arrays are read from the PTX declarations
+    static = sum(int(size) for size in re.findall(r"\.shared \.align \d+ \.b8 \w+\[(\d+)\]", ptx))
+    dynamic = " + dynamic" if re.search(r"\.extern \.shared", ptx) else ""
+    return (f"{registers.group(1)} registers, spill {spills.group(1)}/{spills.group(2)} bytes stored/loaded, "
+            f"{static} bytes static shared{dynamic}")
 
 
 def main(argv=None) -> int:
@@ -97,21 +119,22 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             return 3
         _answer_gpu_lookups(cc, libdevice)
-    from . import kernels
-    failures = 0
-    for dtype, float_t in ((np.float64, numba.float64), (np.float32, numba.float32)):
-        K = kernels.build_kernels(float_t)
-        for label, (name, signature) in kernel_signatures(dtype).items():
+    failures = total = 0
+    for dtype in (np.float64, np.float32):
+        for label, kernel, signature in compilations(dtype):
+            total += 1
             try:
-                ptx, _ = cuda.compile_ptx(getattr(K, name).py_func, signature, cc=cc)
+                ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=cc)
             except Exception as exc:   # report every kernel, then fail
                 failures += 1
                 print(f"FAIL {np.dtype(dtype).name} {label}: {type(exc).__name__}: {exc}")
                 continue
             # float64 instructions in a float32 kernel (conversions, the thread-0 softmax) are listed, not failed
             wide = ptx.count(".f64") if dtype == np.float32 else 0
-            print(f"ok   {np.dtype(dtype).name} {label}" + (f"  ({wide} .f64 in PTX)" if wide else ""))
-    print(f"{failures} of {2 * len(kernel_signatures(np.float64))} kernel compilations failed for sm_{cc[0]}{cc[1]}")
+            usage = register_usage(ptx, cc)
+            print(f"ok   {np.dtype(dtype).name} {label}" + (f"  {usage}" if usage else "")
+                  + (f"  ({wide} .f64 in PTX)" if wide else ""))
+    print(f"{failures} of {total} kernel compilations failed for sm_{cc[0]}{cc[1]}")
     return 1 if failures else 0
 
 

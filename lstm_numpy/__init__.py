@@ -3,7 +3,9 @@
 Read ``model.py`` for the equations, ``params.py`` for the parameter layout
 (gate order i, f, g, o), ``contract.py`` for what every backend shares (data,
 configuration, history, task and phase codes, input checks, the one epoch loop),
-``trainer.py`` for the reference trainer and ``flops.py`` for the work model.
+``trainer.py`` for the reference trainer, ``flops.py`` for the work model,
+``files.py`` for atomic, never-overwriting file publishing and ``memory.py`` for
+the memory a model or a training run needs.
 
 Every backend package (this one, ``lstm_numba_cpu``, ``lstm_numba_cuda``) exports:
 
@@ -17,9 +19,10 @@ Every backend package (this one, ``lstm_numba_cpu``, ``lstm_numba_cuda``) export
 """
 from .backends import BACKENDS, get_backend
 from .checks import RTOL, assert_close, rtol_for
-from .errors import NonFiniteLossError, UserError
-from .contract import (PHASES, TASKS, Dataset, History, TrainConfig, batch_bounds, epoch_orders, loss_terms,
-                       train_with)
+from .errors import ExplodingLossError, NameTakenError, NonFiniteLossError, UserError
+from .contract import (PHASES, TASKS, Dataset, EpochOrders, History, TrainConfig, batch_bounds, epoch_orders,
+                       loss_terms, train_with)
+from .files import publish_file, publish_files
 from .flops import epoch_flops, training_flops
 from .model import (gate_gradients, head_forward, loss_and_grads, loss_only, lstm_backward, lstm_forward, predict,
                     sigmoid, weight_gradients)
@@ -40,6 +43,7 @@ def describe() -> dict:
 
 __all__ = [
     "BACKENDS", "get_backend", "RTOL", "assert_close", "rtol_for", "NonFiniteLossError", "UserError",
+    "ExplodingLossError", "NameTakenError", "publish_file", "publish_files", "EpochOrders",
     "TASKS", "gate_gradients", "weight_gradients", "head_forward", "loss_and_grads", "loss_only", "lstm_backward", "lstm_forward", "predict",
     "sigmoid", "Params", "init_params", "load_params", "save_params", "shapes_for", "Dataset", "History",
     "TrainConfig", "batch_bounds", "epoch_orders", "loss_terms", "train", "train_with", "PHASES", "make_trainer",

@@ -4,10 +4,23 @@ protocol, task and phase codes, input checks, the loss denominator and the one e
 Letters: N samples, B batch, T time steps, D input features, H hidden units, Y outputs.
 
 The shared loop (``train_with``) owns everything that is not a kernel: input
-checks, the per-epoch sample order (drawn in NumPy from the run's seed and handed
-to every backend), the training-loss average, the non-finite-loss stop, timing
-and the History. A backend supplies a *trainer*: an object that holds the model
-and the data wherever that backend keeps them and runs one epoch per call:
+checks (shapes, class ids, NaN or infinite values, whether the run fits in memory),
+the per-epoch sample order (drawn in NumPy from the run's seed and handed to every
+backend, one epoch at a time), the training-loss average, the divergence stop,
+timing and the History. A batch size beyond the training set means one minibatch
+of all samples: the loop hands the trainer ``batch_size = N_train`` then, so that
+no backend sizes buffers for rows that do not exist.
+
+Divergence: training stops with NonFiniteLossError at the first minibatch whose
+loss is NaN or infinite, and with its subclass ExplodingLossError at the first
+minibatch whose loss exceeds ``EXPLODING_FACTOR`` (1e4) times the larger of 1 and
+the run's first minibatch loss (the loss at the initial parameters). Sound training
+lowers its loss; a squared error 10^4 times its start means outputs about 100 times off
+the targets' scale; the floor of 1 keeps a run that starts near zero loss from being
+stopped for a harmless rise. Both messages name the epoch and minibatch.
+
+A backend supplies a *trainer*: an object that holds the model and the data
+wherever that backend keeps them and runs one epoch per call:
 
     trainer = make_trainer(params, data, config)
     batch_losses, valid_loss = trainer.run_epoch(order)   # order (N_train,) int64
@@ -31,14 +44,16 @@ Compiled code cannot take strings, so tasks and phases also have integer codes
 """
 from __future__ import annotations
 
+import operator
 import time
-from dataclasses import dataclass, field
-from typing import Callable, NamedTuple, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterator, NamedTuple, Protocol
 
 import numpy as np
 
-from .errors import NonFiniteLossError, UserError
-from .params import Params, check_sizes
+from .errors import ExplodingLossError, NonFiniteLossError, UserError
+from .memory import check_fits, training_bytes
+from .params import Params, check_seed, check_sizes
 
 
 TASKS = ("regression", "classification")
@@ -48,6 +63,8 @@ TASK_CODES = {"regression": REGRESSION, "classification": CLASSIFICATION}
 PHASES = ("forward", "backward", "update")
 FORWARD, BACKWARD, UPDATE = 0, 1, 2                   # phase codes: how far a minibatch goes
 PHASE_CODES = {"forward": FORWARD, "backward": BACKWARD, "update": UPDATE}
+
+EXPLODING_FACTOR = 1e4     # see "Divergence" in the module docstring
 
 
 def check_task(task: str) -> int:
@@ -85,6 +102,12 @@ class Dataset(NamedTuple):
     Y_valid: np.ndarray
 
 
+def is_positive_number(value) -> bool:
+    """A finite real number above zero (not a bool, not a string)."""
+    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+            and bool(np.isfinite(value)) and value > 0)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One configuration shared by every backend.
@@ -105,9 +128,10 @@ class TrainConfig:
     def __post_init__(self):
         check_task(self.task)
         check_sizes(epochs=self.epochs, batch_size=self.batch_size)
-        if not (np.isfinite(self.lr) and self.lr > 0):
+        check_seed(self.seed)
+        if not is_positive_number(self.lr):
             raise UserError(f"the learning rate must be a positive number, got {self.lr!r}.")
-        if self.clip_norm is not None and not (np.isfinite(self.clip_norm) and self.clip_norm > 0):
+        if self.clip_norm is not None and not is_positive_number(self.clip_norm):
             raise UserError(f"clip_norm must be a positive number or None, got {self.clip_norm!r}.")
         if self.threads is not None:
             check_sizes(threads=self.threads)
@@ -136,44 +160,139 @@ def batch_bounds(n: int, batch_size: int) -> np.ndarray:
     return np.append(np.arange(0, n, batch_size), n).astype(np.int64)
 
 
-def epoch_orders(n: int, epochs: int, seed: int) -> np.ndarray:
-    """The sample order of every epoch, (epochs, n) int64, from the run's seed."""
-    rng = np.random.default_rng([seed, 0x5EED])   # a stream apart from init_params(seed)
-    return np.stack([rng.permutation(n) for _ in range(epochs)]).astype(np.int64)
+class EpochOrders:
+    """The sample order of every epoch, drawn lazily from the run's seed: one (n,) int64 order at a time.
+
+    ``for order in orders`` draws epoch after epoch; ``orders[k]`` is epoch k's order (drawn again from
+    the start when k is behind the last one drawn); ``len(orders)`` is the number of epochs. Nothing
+    of size epochs x n is ever held, so any epoch count fits in memory.
+    """
+
+    def __init__(self, n: int, epochs: int, seed: int):
+        self.n, self.epochs, self.seed = n, epochs, seed
+        self._rng, self._next = self._fresh_rng(), 0       # the stream, positioned before epoch _next
+
+    def _fresh_rng(self) -> np.random.Generator:
+        return np.random.default_rng([self.seed, 0x5EED])  # a stream apart from init_params(seed)
+
+    def __len__(self) -> int:
+        return self.epochs
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        rng = self._fresh_rng()
+        for _ in range(self.epochs):
+            yield rng.permutation(self.n).astype(np.int64)
+
+    def __getitem__(self, epoch) -> np.ndarray:
+        epoch = operator.index(epoch)
+        if epoch < 0:
+            epoch += self.epochs
+        if not 0 <= epoch < self.epochs:
+            raise IndexError(f"epoch {epoch} is outside 0..{self.epochs - 1}")
+        if epoch < self._next:
+            self._rng, self._next = self._fresh_rng(), 0
+        while self._next < epoch:                          # the same draws as iterating, thrown away
+            self._rng.permutation(self.n)
+            self._next += 1
+        self._next += 1
+        return self._rng.permutation(self.n).astype(np.int64)
 
 
-def check_batch(params: Params, X, Y, task: str, split: str = ""):
+def epoch_orders(n: int, epochs: int, seed: int) -> EpochOrders:
+    """The sample order of every epoch from the run's seed, drawn lazily (see EpochOrders)."""
+    check_sizes(samples=n, epochs=epochs)
+    check_seed(seed)
+    return EpochOrders(n, epochs, seed)
+
+
+def check_finite(name: str, array: np.ndarray) -> None:
+    """A UserError naming the array and its first NaN or infinite entry (in C order)."""
+    finite = np.isfinite(array)
+    if not finite.all():
+        index = tuple(int(i) for i in np.unravel_index(int(np.argmin(finite)), array.shape))
+        raise UserError(f"{name} holds {float(array[index])} at index {index}; the data must be finite numbers, "
+                        f"so fill or drop the missing or infinite values first.")
+
+
+def check_batch(params: Params, X, Y, task: str, split: str = "", finite: bool = True):
     """Validate one batch against the model and cast it: X (N, T, D) to the parameters' dtype;
-    Y (N, Y) float for regression, (N, T) int64 class ids in 0..Y-1 for classification, or None."""
+    Y (N, Y) float for regression, (N, T) int64 class ids in 0..Y-1 for classification, or None.
+
+    The one check behind every entry point (``loss_and_grads``, ``loss_only``, ``predict``) and
+    ``train_with``. ``finite=False`` lets NaN and infinite values through: trainers built directly
+    accept them, so that the non-finite-loss stop can be exercised.
+    """
     D, H, n_out = params.sizes
-    X, name_x, name_y = np.asarray(X), f"X{split}", f"Y{split}"
+    name_x, name_y = f"X{split}", f"Y{split}"
     check_task(task)
+    X = as_numeric_array(name_x, X)
     if X.ndim != 3 or X.shape[2] != D:
         raise UserError(f"{name_x} must have shape (N, T, {D}), got {X.shape}.")
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise UserError(f"{name_x} is empty (shape {X.shape}); the series is too short for the window.")
     X = np.ascontiguousarray(X, dtype=params.dtype)
+    if finite:
+        check_finite(name_x, X)
     if Y is None:
         return X, None
-    Y = np.asarray(Y)
+    Y = as_numeric_array(name_y, Y)
     if task == "regression":
         if Y.shape != (X.shape[0], n_out):
             raise UserError(f"{name_y} must have shape ({X.shape[0]}, {n_out}) for regression, got {Y.shape}.")
-        return X, np.ascontiguousarray(Y, dtype=params.dtype)
+        Y = np.ascontiguousarray(Y, dtype=params.dtype)
+        if finite:
+            check_finite(name_y, Y)
+        return X, Y
     if Y.shape != X.shape[:2] or not np.issubdtype(Y.dtype, np.integer):
         raise UserError(f"{name_y} must be integer class ids of shape {X.shape[:2]}, got {Y.dtype} {Y.shape}.")
     if Y.min() < 0 or Y.max() >= n_out:
-        raise UserError(f"{name_y} has class ids outside 0..{n_out - 1}.")
+        first = tuple(int(i) for i in np.argwhere((Y < 0) | (Y >= n_out))[0])
+        raise UserError(f"{name_y} has class ids outside 0..{n_out - 1} (the first, at index {first}, is "
+                        f"{int(Y[first])}); give class ids from 0 to {n_out - 1}.")
     return X, np.ascontiguousarray(Y, dtype=np.int64)
 
 
-def check_data(params: Params, data: Dataset, task: str) -> Dataset:
-    """Validate every split with ``check_batch`` and cast the float arrays to the parameters' dtype."""
-    X_train, Y_train = check_batch(params, data.X_train, data.Y_train, task, "_train")
-    X_valid, Y_valid = check_batch(params, data.X_valid, data.Y_valid, task, "_valid")
+def as_numeric_array(name: str, values) -> np.ndarray:
+    """``values`` as a NumPy array of numbers (bool, integer or real); anything else is one sentence."""
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError) as exc:      # ragged nested lists
+        raise UserError(f"{name} is not a rectangular array ({exc}); give a NumPy array.") from None
+    if array.dtype.kind not in "biuf":
+        raise UserError(f"{name} must hold real numbers, got dtype {array.dtype}; convert it to floats.")
+    return array
+
+
+def check_data(params: Params, data: Dataset, task: str, finite: bool = False) -> Dataset:
+    """Validate every split with ``check_batch`` and cast the float arrays to the parameters' dtype.
+
+    ``train_with`` asks for ``finite=True``; a trainer built directly accepts NaN (see check_batch).
+    """
+    X_train, Y_train = check_batch(params, data.X_train, data.Y_train, task, "_train", finite)
+    X_valid, Y_valid = check_batch(params, data.X_valid, data.Y_valid, task, "_valid", finite)
     if X_train.shape[1] != X_valid.shape[1]:
         raise UserError("training and validation windows must have the same length T.")
     return Dataset(X_train, Y_train, X_valid, Y_valid)
+
+
+def check_divergence(batch_losses: np.ndarray, valid_loss: float, epoch: int, first_loss: float) -> None:
+    """Raise at the first minibatch whose loss is not finite or is exploding (see the module docstring)."""
+    bound = EXPLODING_FACTOR * max(first_loss, 1.0)
+    bad = np.flatnonzero(~np.isfinite(batch_losses) | (batch_losses > bound))
+    if bad.size:
+        k = int(bad[0])
+        if not np.isfinite(batch_losses[k]):
+            raise NonFiniteLossError(
+                f"training diverged: the loss of epoch {epoch}, minibatch {k} is not finite; "
+                f"lower the learning rate or set clip_norm.", epoch, k)
+        raise ExplodingLossError(
+            f"training diverged: the loss of epoch {epoch}, minibatch {k} is {batch_losses[k]:.3g}, more than "
+            f"{EXPLODING_FACTOR:g} times the first minibatch's {first_loss:.3g}; lower the learning rate or "
+            f"set clip_norm.", epoch, k)
+    if not np.isfinite(valid_loss):
+        raise NonFiniteLossError(
+            f"training diverged: the validation loss after epoch {epoch} is not finite; "
+            f"lower the learning rate or set clip_norm.", epoch, None)
 
 
 def train_with(make_trainer: Callable[[Params, Dataset, TrainConfig], Trainer],
@@ -183,25 +302,24 @@ def train_with(make_trainer: Callable[[Params, Dataset, TrainConfig], Trainer],
 
     ``progress(epoch, seconds)``, if given, is called after each epoch.
     """
-    data = check_data(params, data, config.task)
-    n_train = data.X_train.shape[0]
+    data = check_data(params, data, config.task, finite=True)
+    (n_train, T, D), n_valid = data.X_train.shape, data.X_valid.shape[0]
+    config = replace(config, batch_size=min(config.batch_size, n_train))
+    _, H, Y = params.sizes
+    check_fits(training_bytes(n_train, n_valid, T, D, H, Y, config.batch_size, params.dtype.itemsize),
+               f"training with N={n_train}, T={T}, H={H}, B={config.batch_size}",
+               "use fewer samples, a shorter window, a smaller hidden size or a smaller batch")
     sizes = np.diff(batch_bounds(n_train, config.batch_size))
-    orders = epoch_orders(n_train, config.epochs, config.seed)
     trainer = make_trainer(params, data, config)
     history = History()
-    for epoch, order in enumerate(orders):
+    first_loss = None
+    for epoch, order in enumerate(epoch_orders(n_train, config.epochs, config.seed)):
         start = time.perf_counter()
         batch_losses, valid_loss = trainer.run_epoch(order)
         history.epoch_seconds.append(time.perf_counter() - start)
-        bad = np.flatnonzero(~np.isfinite(batch_losses))
-        if bad.size:
-            raise NonFiniteLossError(
-                f"training diverged: the loss of epoch {epoch}, minibatch {bad[0]} is not finite; "
-                f"lower the learning rate or set clip_norm.", epoch, int(bad[0]))
-        if not np.isfinite(valid_loss):
-            raise NonFiniteLossError(
-                f"training diverged: the validation loss after epoch {epoch} is not finite; "
-                f"lower the learning rate or set clip_norm.", epoch, None)
+        if first_loss is None:
+            first_loss = float(batch_losses[0])
+        check_divergence(batch_losses, valid_loss, epoch, first_loss)
         history.train_loss.append(float(np.dot(batch_losses, sizes) / n_train))
         history.valid_loss.append(float(valid_loss))
         if progress is not None:
@@ -209,5 +327,3 @@ def train_with(make_trainer: Callable[[Params, Dataset, TrainConfig], Trainer],
     history.params = trainer.host_params()
     history.stats = dict(getattr(trainer, "stats", {}))
     return history
-
-

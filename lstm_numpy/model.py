@@ -15,6 +15,10 @@ Heads on top of h:
                     loss = softmax cross-entropy, mean over B and T
 
 Every backend computes exactly these functions; the fast ones are checked against this file.
+
+The public entry points (``loss_and_grads``, ``loss_only``, ``predict``) validate their input with
+``contract.check_batch``; the reference trainer calls the unchecked ``batch_loss_and_grads`` and
+``batch_loss``, its data having been checked once by ``train_with``.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .contract import REGRESSION, check_task
+from .contract import REGRESSION, check_batch, check_task
 from .params import Params
 
 
@@ -174,25 +178,38 @@ def head_loss_and_grads(params: Params, h: np.ndarray, Y: np.ndarray, task: str)
     return loss, dh, dW_y, db_y
 
 
-def loss_and_grads(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> tuple[float, Params]:
-    """Loss and gradients of every parameter for one batch.
-
-    X (B, T, D); Y (B, Y) for regression, (B, T) int for classification.
-    """
+def batch_loss_and_grads(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> tuple[float, Params]:
+    """``loss_and_grads`` without the input check, for data already checked."""
     h, cache = lstm_forward(params, X)
     loss, dh, dW_y, db_y = head_loss_and_grads(params, h, Y, task)
     dW_ih, dW_hh, db = lstm_backward(params, dh, cache)
     return loss, Params(dW_ih, dW_hh, db, dW_y, db_y)
 
 
-def loss_only(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> float:
-    """The loss without gradients (validation)."""
+def batch_loss(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> float:
+    """``loss_only`` without the input check, for data already checked."""
     h, _ = lstm_forward(params, X)
     return head_loss(head_forward(params, h, task), Y, task)[0]
 
 
+def loss_and_grads(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> tuple[float, Params]:
+    """Loss and gradients of every parameter for one batch.
+
+    X (B, T, D); Y (B, Y) for regression, (B, T) int for classification.
+    """
+    X, Y = check_batch(params, X, Y, task)
+    return batch_loss_and_grads(params, X, Y, task)
+
+
+def loss_only(params: Params, X: np.ndarray, Y: np.ndarray, task: str) -> float:
+    """The loss without gradients (validation)."""
+    X, Y = check_batch(params, X, Y, task)
+    return batch_loss(params, X, Y, task)
+
+
 def predict(params: Params, X: np.ndarray, task: str = "regression") -> np.ndarray:
     """Regression: predictions (B, Y). Classification: class probabilities (B, T, Y)."""
-    h, _ = lstm_forward(params, np.asarray(X, dtype=params.dtype))
+    X, _ = check_batch(params, X, None, task)
+    h, _ = lstm_forward(params, X)
     out = head_forward(params, h, task)
     return out if task == "regression" else np.exp(log_softmax(out))

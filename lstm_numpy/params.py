@@ -14,12 +14,15 @@ exchanged with it. Gradients use the same container.
 from __future__ import annotations
 
 import os
-import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass, fields
 
 import numpy as np
 
 from .errors import UserError
+from .files import check_input_file, publish_file
+from .memory import check_fits, params_bytes
 
 SUPPORTED_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 NAMES = ("W_ih", "W_hh", "b", "W_y", "b_y")
@@ -77,6 +80,12 @@ def check_sizes(**sizes: int) -> None:
             raise UserError(f"{name} must be a positive integer, got {value!r}.")
 
 
+def check_seed(seed) -> None:
+    """NumPy seeds are non-negative integers; anything else is one sentence, not NumPy's traceback."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise UserError(f"seed must be a non-negative integer, got {seed!r}.")
+
+
 def init_params(D: int, H: int, Y: int, seed: int = 0, dtype=np.float64,
                 forget_bias: float = 0.0) -> Params:
     """Draw parameters from a seeded ``np.random.Generator``.
@@ -87,7 +96,11 @@ def init_params(D: int, H: int, Y: int, seed: int = 0, dtype=np.float64,
     Every backend starts from these very arrays.
     """
     check_sizes(D=D, H=H, Y=Y)
+    check_seed(seed)
     dtype = check_dtype(dtype)
+    # The draws are float64 and then cast: room for both.
+    check_fits(params_bytes(D, H, Y) + params_bytes(D, H, Y, dtype.itemsize),
+               f"a model with D={D}, H={H}, Y={Y}", "choose a smaller hidden size")
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(H)
     arrays = {name: rng.uniform(-bound, bound, size=shape)
@@ -97,40 +110,56 @@ def init_params(D: int, H: int, Y: int, seed: int = 0, dtype=np.float64,
 
 
 def save_params(path, params: Params, overwrite: bool = False) -> None:
-    """Write ``params`` to an ``.npz`` file atomically (temporary file, then rename).
+    """Write ``params`` to an ``.npz`` file atomically, mode 0644 under the usual umask (``files.publish_file``).
 
-    An existing file is never replaced unless ``overwrite`` is set.
+    An existing file is never replaced unless ``overwrite`` is set (then atomically): of several
+    processes saving to one new path, one succeeds and the others get a UserError.
     """
     path = os.fspath(path)
     if not path.endswith(".npz"):
         raise UserError(f"checkpoint path {path!r} must end in .npz; add the suffix.")
-    if os.path.exists(path) and not overwrite:
-        raise UserError(f"{path} already exists; choose another file name so the earlier checkpoint is kept.")
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=folder)
+    arrays = dict(params.items())
+    publish_file(path, lambda handle: np.savez(handle, **arrays), overwrite=overwrite, what="checkpoint")
+
+
+# What a damaged or foreign file raises inside np.load and the archive's members (a damaged header
+# can also claim an array too large to allocate).
+UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, MemoryError)
+
+
+def read_archive(path: str) -> dict[str, np.ndarray]:
+    """Every array of the .npz file at ``path``; anything else (empty, truncated, not an archive) is one sentence."""
+    check_input_file(path, "checkpoint")
+    if os.path.getsize(path) == 0:
+        raise UserError(f"checkpoint {path} is empty; save the model again with save_params.")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **dict(params.items()))
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
+        with open(path, "rb") as handle:          # ours to close, also when np.load fails halfway
+            loaded = np.load(handle, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise UserError(f"checkpoint {path} holds a single array, not the .npz archive save_params "
+                                f"writes; save the model with save_params.")
+            arrays = {name: loaded[name] for name in loaded.files}
+    except UserError:
         raise
+    except UNREADABLE as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise UserError(f"checkpoint {path} is not a complete .npz archive (truncated, damaged or another kind of "
+                        f"file: {reason}); save the model again with save_params.") from None
+    foreign = [name for name, value in arrays.items() if not isinstance(value, np.ndarray)]   # np.load gives bytes
+    if foreign:
+        raise UserError(f"checkpoint {path} is a zip archive, but its member {foreign[0]} is not a NumPy array; "
+                        f"save the model with save_params.")
+    return arrays
 
 
 def load_params(path, sizes: tuple[int, int, int] | None = None, dtype=None) -> Params:
-    """Read parameters saved by any backend, checking names, shapes and dtype.
+    """Read parameters saved by any backend, checking names, shapes, sizes, values and dtype.
 
     ``sizes`` (D, H, Y) and ``dtype``, when given, are what the caller needs;
     a file that does not fit is rejected with one sentence saying why.
     """
     path = os.fspath(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            stored = {name: npz[name] for name in npz.files}
-    except FileNotFoundError:
-        raise UserError(f"checkpoint {path} does not exist; check the path.") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"checkpoint {path} is not a readable .npz file ({exc}).") from None
+    stored = read_archive(path)
     missing = [name for name in NAMES if name not in stored]
     if missing:
         raise UserError(f"checkpoint {path} lacks {', '.join(missing)}; it was not saved by save_params.")
@@ -142,13 +171,20 @@ def load_params(path, sizes: tuple[int, int, int] | None = None, dtype=None) -> 
         if stored[name].shape != shape:
             raise UserError(f"checkpoint {path}: {name} has shape {stored[name].shape}, "
                             f"but D={D}, H={H}, Y={Y} need {shape}.")
+    if min(D, H, Y) == 0:
+        raise UserError(f"checkpoint {path} holds an empty model, (D, H, Y) = {(D, H, Y)}; every size must be "
+                        f"positive, so load a checkpoint of a real model.")
     if sizes is not None and (D, H, Y) != tuple(sizes):
         raise UserError(f"checkpoint {path} holds a model with (D, H, Y) = {(D, H, Y)}, "
                         f"but {tuple(sizes)} is needed; load a checkpoint of this model.")
-    dtypes = {a.dtype for a in stored.values()}
+    dtypes = {stored[name].dtype for name in NAMES}
     if len(dtypes) != 1 or next(iter(dtypes)) not in SUPPORTED_DTYPES:
         raise UserError(f"checkpoint {path} has dtypes {sorted(map(str, dtypes))}; one of float64 or float32 is needed.")
     if dtype is not None and next(iter(dtypes)) != np.dtype(dtype):
         raise UserError(f"checkpoint {path} is {next(iter(dtypes))}, but {np.dtype(dtype)} is needed; "
                         f"convert it with Params.astype or train in that dtype.")
+    for name in NAMES:
+        if not np.isfinite(stored[name]).all():
+            raise UserError(f"checkpoint {path}: {name} holds NaN or infinite values (a diverged model); "
+                            f"load a checkpoint saved before the divergence.")
     return Params(**{name: stored[name] for name in NAMES})

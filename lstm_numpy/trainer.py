@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .contract import Dataset, History, TrainConfig, batch_bounds, check_phase, train_with
-from .model import loss_and_grads, loss_only
+from .contract import Dataset, History, TrainConfig, batch_bounds, check_data, check_phase, train_with
+from .model import batch_loss, batch_loss_and_grads
 from .params import Params
 
 
@@ -27,11 +27,11 @@ def sgd_update(params: Params, grads: Params, lr: float, clip_norm: float | None
 
 
 class NumpyTrainer:
-    """The reference trainer: one ``loss_and_grads`` call per minibatch."""
+    """The reference trainer: one ``loss_and_grads`` call per minibatch, on data checked once here."""
 
     def __init__(self, params: Params, data: Dataset, config: TrainConfig):
         self.params = params.copy()
-        self.data = data
+        self.data = check_data(params, data, config.task)
         self.config = config
         self.stats = {}
 
@@ -42,16 +42,16 @@ class NumpyTrainer:
         losses = np.full(bounds.size - 1, np.nan)
         with np.errstate(over="ignore", invalid="ignore"):   # divergence is detected from the losses instead
             self._minibatches(X, Y, order, bounds, losses, upto)
-            valid = loss_only(self.params, self.data.X_valid, self.data.Y_valid, self.config.task)
+            valid = batch_loss(self.params, self.data.X_valid, self.data.Y_valid, self.config.task)
         return losses, valid
 
     def _minibatches(self, X, Y, order, bounds, losses, upto):
         for k in range(bounds.size - 1):
             rows = order[bounds[k]:bounds[k + 1]]
             if upto == "forward":
-                losses[k] = loss_only(self.params, X[rows], Y[rows], self.config.task)
+                losses[k] = batch_loss(self.params, X[rows], Y[rows], self.config.task)
                 continue
-            loss, grads = loss_and_grads(self.params, X[rows], Y[rows], self.config.task)
+            loss, grads = batch_loss_and_grads(self.params, X[rows], Y[rows], self.config.task)
             losses[k] = loss
             if not np.isfinite(loss):
                 break

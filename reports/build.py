@@ -1,320 +1,404 @@
-"""Build the course report: figures (PNG and PDF) and REPORT.md from results files and a forecast run.
+"""Build the course report: figures (PNG and PDF), REPORT.md and a summary CSV from chosen results files.
 
-    python -m reports                          # latest results in reports/results/, 5 forecast seeds
-    python -m reports --results DIR --out DIR --seeds 5
+    python -m reports                                  # results in reports/results/, 5 forecast seeds
+    python -m reports --results FILE [FILE ...]        # exactly these results files
+    python -m reports --results DIR --out DIR --seeds 5 [--include-simulator] [--include-data]
 
-Reads the newest ``run_comparison.py`` JSON file of each workload (and every sweep file),
-so a report is rebuilt from files, never from numbers typed by hand. Figures whose
-results are missing are left out and REPORT.md says which command produces them.
+Which files are used is decided by reports/selection.py (the newest complete real-hardware run of
+each workload and dtype, and so on); REPORT.md lists them at the top with the reason each was
+chosen, and every skipped file with one reason. ``<out>/results-summary.csv`` holds one row per run
+and backend of the files used. Figures whose results are missing are left out and REPORT.md says
+which command produces them. The same results files give the same bytes in every output file.
 """
 from __future__ import annotations
 
-import argparse
-import glob
-import json
 import os
 import sys
-import tempfile
-
-import numpy as np
 
 from data import airpassengers, airpassengers_months
 from lstm_numpy import UserError
+from lstm_numpy.backends import BACKENDS, get_backend
+from lstm_numpy.files import publish_file
 
-from . import figures, tables
+from . import figures, tables, timing_figures
 from .forecast import AIRLINE_MODEL, baseline_metrics, forecast_run, median_metrics, persistence, seasonal_naive
+from .options import OneSentenceParser, positive_int
+from .readings import busy_note, first_run, kernel_version, machine_line, reference_text, shapes_text, timed_results
+from .selection import parallel_backends, results_paths, role_of, select
+from .thread_scaling import from_pair, scaling_series
+from .timing_figures import sweep_slopes
 
 WORKLOAD_ORDER = ("seed", "light", "heavy", "gpu")
+DTYPES = ("float64", "float32")
+SUMMARY_CSV = "results-summary.csv"
+# Names of the figures this build writes; a file of these names that the build did not write is stale.
+GENERATED_FIGURES = ("passengers", "change", "losses-", "loss-difference-", "epoch-time", "speedup", "breakdown-",
+                     "jit-payoff-", "sweep-", "scaling-", "strong-scaling-", "weak-scaling-", "cuda-versions",
+                     "forecast")
 
 
-def read_documents(results_dir) -> list[dict]:
-    """Every results JSON file in ``results_dir``, oldest first (file names start with the date)."""
-    documents = []
-    for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
-        with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
-        if str(document.get("schema", "")).startswith("parallel-lstm/run_comparison/"):
-            document["_file"] = os.path.basename(path)
-            documents.append(document)
-    return documents
+def by_workload(chosen: dict, dtype: str) -> dict:
+    """{workload: value} of a {(workload, dtype, ...): value} mapping for one dtype, workloads in report order."""
+    found = {key[0]: value for key, value in chosen.items() if key[1] == dtype}
+    return {w: found[w] for w in sorted(found, key=lambda w: (WORKLOAD_ORDER + (w,)).index(w))}
 
 
-def latest_by_workload(documents: list[dict], dtype: str = "float64") -> dict[str, dict]:
-    """The newest run of each workload in ``dtype``, leaving out sweeps and single-thread runs."""
-    latest = {}
-    for document in documents:
-        config = document["config"]
-        if document.get("sweep") is None and config["dtype"] == dtype and config.get("threads") != 1:
-            latest[config["workload"]] = document
-    return latest
+def dtypes_of(chosen: dict) -> list[str]:
+    present = {key[1] for key in chosen}
+    return [d for d in DTYPES if d in present] + sorted(present - set(DTYPES))
 
 
-def thread_efficiency(documents: list[dict], document: dict, backend: str = "numba_cpu") -> str | None:
-    """T(1 thread) / (threads * T(threads)) for a CPU backend, from the newest --threads 1 run of the same
-    workload and dtype, as a sentence; None when there is no such run."""
+def figure_block(drawn: dict, name: str, alt: str) -> list[str]:
+    """The image and the notes under it, or a line saying it is missing."""
+    if name not in drawn:
+        return [f"*(no {alt}: see below)*", ""]
+    notes = drawn[name].notes
+    return [f"![{alt}](figures/{name}.png)", ""] + ([f"*{' '.join(notes)}*", ""] if notes else [])
+
+
+def own_efficiency(document: dict, selection) -> dict:
+    """{backend: T_1 / (p T_p)} for the table of ``document``: only where the same backend's one-thread time is
+    measured, by the pair this document is the many-thread side of, by its own thread-scaling entry, or (schema 2)
+    by the one-thread trainers timed in its own rounds. Schema 1's field of that name was speedup / threads."""
     config = document["config"]
-    result = timed_results(document).get(backend)
-    single = [d for d in documents if d.get("sweep") is None and d["config"].get("threads") == 1
-              and (d["config"]["workload"], d["config"]["dtype"]) == (config["workload"], config["dtype"])
-              and backend in timed_results(d)]
-    if not result or not single or not result.get("threads") or result["threads"] < 2:
-        return None
-    t1 = timed_results(single[-1])[backend]["median_epoch_seconds"]
-    tn, n = result["median_epoch_seconds"], result["threads"]
-    return (f"{backend} on {n} threads against 1 thread (file `{single[-1]['_file']}`): "
-            f"{tables.seconds(t1)} / ({n} x {tables.seconds(tn)}) = {100 * t1 / (n * tn):.0f}% parallel efficiency.")
+    key = (config["workload"], config["dtype"])
+    series = []
+    pair = selection.pairs.get(key)
+    if pair and pair[0] is document:
+        series = from_pair(*pair, backends=parallel_backends(*pair))
+    elif isinstance(document.get("scaling"), dict):
+        series = scaling_series(document)
+    efficiency = {}
+    for s in series:
+        threads = timed_results(document).get(s.backend, {}).get("threads")
+        if threads in s.threads and s.efficiency[s.threads.index(threads)] is not None:
+            efficiency[s.backend] = s.efficiency[s.threads.index(threads)]
+    if str(document.get("schema", "")).endswith("/2"):   # from 2 on, measured by one-thread trainers in the same rounds
+        for name, result in timed_results(document).items():
+            if result.get("parallel_efficiency") is not None:
+                efficiency.setdefault(name, result["parallel_efficiency"])
+    return efficiency
 
 
-def machine_line(document: dict) -> str:
-    m = document["machine"]
-    gpu = m.get("cuda_device") or {}
-    gpu_text = f", GPU {gpu['device']} (cc {gpu['compute_capability']})" if gpu and not gpu.get("simulator") else ""
-    layer = m["numba"].get("threading_layer")
-    return (f"{m.get('cpu_model', '?')}, {m.get('usable_cores', '?')} usable cores, "
-            f"{m['numba'].get('num_threads', '?')} Numba threads{f' ({layer} layer)' if layer else ''}{gpu_text}")
+def performance_figures(folder, selection) -> dict:
+    """Every figure of measured results: {name: figures.Drawn}."""
+    drawn = []
+    for dtype in dtypes_of(selection.main):
+        mains = by_workload(selection.main, dtype)
+        if dtype == "float64":
+            for workload in ("seed", "light"):
+                if workload in mains:
+                    drawn.append(figures.loss_figure(folder, workload, first_run(mains[workload])["results"],
+                                                     machine_line(mains[workload])))
+        drawn.append(figures.loss_difference_figure(folder, dtype, {w: first_run(d)["results"]
+                                                                    for w, d in mains.items()}))
+        for draw in (timing_figures.epoch_time_figure, timing_figures.speedup_figure,
+                     timing_figures.breakdown_figure, timing_figures.jit_payoff_figure):
+            drawn.append(draw(folder, dtype, mains))
+    for key, document in sorted(selection.sweeps.items()):
+        drawn.append(timing_figures.sweep_figure(folder, document))
+    drawn += [d for key, (series, documents, source) in sorted(thread_scaling_sources(selection).items())
+              for d in timing_figures.thread_scaling_figure(folder, key[0], key[1], series, documents, source)]
+    for dtype in dtypes_of(selection.cuda):
+        versions = {(key[0], key[2]): doc for key, doc in selection.cuda.items() if key[1] == dtype}
+        drawn.append(timing_figures.cuda_versions_figure(folder, dtype, versions))
+    return {d.name: d for d in drawn if d is not None}
 
 
-def shapes_text(document: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in document["runs"][0]["workload"]["shapes"].items())
+def thread_scaling_sources(selection) -> dict:
+    """(workload, dtype) -> (series, {label: document}, where the data came from): a thread-scaling file first,
+    else a one-thread pair."""
+    sources = {}
+    for key, document in selection.scaling.items():
+        series = scaling_series(document)
+        if series:
+            kind = "its scaling entry" if document.get("scaling") else "its sweep of threads"
+            sources[key] = (series, {"run": document}, f"`{document['_file']}` ({kind})")
+    for key, (many, one) in selection.pairs.items():
+        if key not in sources:
+            series = from_pair(many, one, parallel_backends(many, one))
+            if series:
+                sources[key] = (series, {"one thread": one, "many threads": many},
+                                f"`{one['_file']}` (1 thread) and `{many['_file']}`, same machine and day")
+    return sources
 
 
-def timed_results(document: dict) -> dict[str, dict]:
-    return {name: r for name, r in document["runs"][0]["results"].items() if r.get("timed")}
+def files_section(selection) -> list[str]:
+    lines = ["## Results files", "",
+             f"Chosen by `reports/selection.py`; one row per run and backend of these files is in `{SUMMARY_CSV}`",
+             "beside this report. Used:", ""]
+    lines += [f"- `{name}`: {'; '.join(why)}" for name, why in sorted(selection.used.items())] or ["- none", ""]
+    if selection.skipped:
+        lines += ["", "Skipped:", ""] + [f"- `{name}`: {why}" for name, why in sorted(selection.skipped.items())]
+    return lines + [""]
 
 
-def timing_figures(folder, latest: dict[str, dict]) -> list[str]:
-    """Median epoch time per backend and workload (log scale) and the speedup over NumPy."""
-    import matplotlib.pyplot as plt
-    workloads = [w for w in WORKLOAD_ORDER if w in latest and timed_results(latest[w])]
-    if not workloads:
-        return []
-    backends = sorted({b for w in workloads for b in timed_results(latest[w])}, key=list(figures.BACKEND_STYLES).index)
-    width = 0.8 / len(backends)
-    written = []
-    for name, key, ylabel, log in (("epoch-time", "median_epoch_seconds", "median epoch wall time (s)", True),
-                                   ("speedup", "speedup", "speedup over NumPy (x)", False)):
-        fig, ax = plt.subplots(figsize=(9, 4.2))
-        for k, backend in enumerate(backends):
-            values = [timed_results(latest[w]).get(backend, {}).get(key) or np.nan for w in workloads]
-            bars = ax.bar(np.arange(len(workloads)) + (k - (len(backends) - 1) / 2) * width, values, width,
-                          label=backend, color=figures.BACKEND_STYLES[backend]["color"])
-            ax.bar_label(bars, labels=[("" if np.isnan(v) else f"{v:.3g}") for v in values], fontsize=7)
-        ax.set_xticks(np.arange(len(workloads)), workloads)
-        if log:
-            ax.set_yscale("log")
-        ax.set(title=f"{'Time per training epoch' if log else 'Speedup over the NumPy reference'} by workload",
-               xlabel="workload", ylabel=ylabel)
-        figures.outside_legend(ax)
-        fig.text(0.01, 0.01, "machine: " + machine_line(latest[workloads[0]]), fontsize=7)
-        written += figures.save(fig, folder, name)
-    return written
-
-
-def scaling_figures(folder, documents: list[dict]) -> tuple[list[str], list[dict]]:
-    """One log-log figure per sweep file: time per epoch against size, with fitted slopes."""
-    import matplotlib.pyplot as plt
-    written, sweeps = [], []
-    for document in documents:
-        sweep = document.get("sweep")
-        if not sweep:
-            continue
-        fig, ax = plt.subplots(figsize=(8, 4.2))
-        for backend, times in sweep["median_epoch_seconds"].items():
-            points = [(v, t) for v, t in zip(sweep["values"], times) if t]
-            if not points:
-                continue
-            slope = sweep["slopes"].get(backend)
-            label = f"{backend} (slope {slope:.2f})" if slope is not None else backend
-            style = {**figures.BACKEND_STYLES[backend], "linewidth": 2, "marker": "o"}
-            ax.plot(*zip(*points), label=label, **style)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        workload = document["config"]["workload"]
-        ax.set(title=f"Scaling on {workload}: time per epoch against {sweep['param']}",
-               xlabel=f"{sweep['param']} (log scale)", ylabel="median epoch wall time (s, log scale)")
-        figures.outside_legend(ax)
-        name = f"scaling-{workload}-{sweep['param']}"
-        written += figures.save(fig, folder, name)
-        sweeps.append({"name": name, "document": document})
-    return written, sweeps
-
-
-def cuda_versions_figure(folder, documents: list[dict]) -> list[str]:
-    """Median epoch time of each CUDA kernel version per workload, from real-GPU runs only."""
-    import matplotlib.pyplot as plt
-    times = {}
-    for document in documents:
-        result = timed_results(document).get("numba_cuda") if document.get("sweep") is None else None
-        if result and not result.get("simulator"):
-            version = result["stats"].get("kernel_version")
-            times[(document["config"]["workload"], version)] = result["median_epoch_seconds"]
-    if not times:
-        return []
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for workload in WORKLOAD_ORDER:
-        points = sorted((v, t) for (w, v), t in times.items() if w == workload)
-        if points:
-            ax.plot(*zip(*points), marker="o", label=workload)
-    ax.set_yscale("log")
-    ax.set(title="CUDA kernel versions compared", xlabel="kernel version", ylabel="median epoch wall time (s)")
-    figures.outside_legend(ax)
-    return figures.save(fig, folder, "cuda-versions")
-
-
-def results_table(document: dict) -> str:
-    """The original's format: implementation, CPU user, CPU sys, wall, efficiency (here for the epochs run)."""
-    rows = []
-    epochs = document["runs"][0]["workload"]["epochs"]
-    for name, r in document["runs"][0]["results"].items():
-        if not r.get("timed"):
-            rows.append([name, "simulator: not timed", "", "", "", ""])
-            continue
-        rows.append([name, tables.seconds(r["user_seconds_per_epoch"] * epochs),
-                     tables.seconds(r["sys_seconds_per_epoch"] * epochs), tables.seconds(sum(r["epoch_seconds"])),
-                     tables.seconds(r["compile_seconds"]), f"{100 * r['speedup']:.0f}%"])
-    return tables.markdown_table(["implementation", "CPU user", "CPU sys", f"wall ({epochs} epochs)",
-                                  "JIT compile (apart)", "efficiency"], rows)
-
-
-def detail_table(document: dict) -> str:
-    rows = []
-    for name, r in timed_results(document).items():
-        b = r.get("breakdown") or {}
-        rows.append([name, tables.seconds(r["median_epoch_seconds"]), f"{r['speedup']:.2f}x",
-                     "" if r.get("parallel_efficiency") is None else f"{100 * r['parallel_efficiency']:.0f}%",
-                     f"{r['samples_per_second']:.4g}", f"{r['gflops']:.3g}", f"{100 * r['fraction_of_matmul']:.1f}%",
-                     " / ".join(tables.seconds(b.get(k)) for k in ("forward_seconds", "backward_seconds", "update_seconds"))
-                     if b else "n/a"])
-    return tables.markdown_table(["backend", "median epoch", "speedup", "efficiency/thread", "samples/s", "GFLOP/s",
-                                  "of NumPy matmul rate", "forward / backward / update"], rows)
-
-
-def build_report(out_dir, results_dir, seeds: int = 5, forecast_backend: str = "numpy",
-                 forecast_overrides: dict | None = None) -> str:
-    """Write figures into out_dir/figures and REPORT.md into out_dir; return REPORT.md's path."""
-    documents = read_documents(results_dir)
-    latest = latest_by_workload(documents)
-    folder = os.path.join(out_dir, "figures")
-    written = figures.data_figures(folder)
+def equivalence_section(selection, drawn: dict) -> list[str]:
+    lines = ["## Do the backends compute the same thing?", ""]
+    for dtype in dtypes_of(selection.main) or ["float64"]:
+        mains = by_workload(selection.main, dtype)
+        for workload, document in mains.items():
+            lines += [f"**{workload}** ({dtype}): {document['verdict']['line']} (file `{document['_file']}`, "
+                      f"machine: {machine_line(document)})", ""]
+            if dtype == "float64" and workload in ("seed", "light"):
+                lines += figure_block(drawn, f"losses-{workload}", f"{workload} loss curves")
+        lines += ["Relative difference of every epoch's loss from the reference, against the rule "
+                  f"({dtype}):", ""] + figure_block(drawn, f"loss-difference-{dtype}", f"{dtype} loss differences")
     for workload in ("seed", "light"):
-        if workload in latest:
-            losses = latest[workload]["runs"][0]["results"]
-            written += figures.loss_figure(folder, workload, losses, machine_line(latest[workload]))
-    written += timing_figures(folder, latest)
-    scaling, sweeps = scaling_figures(folder, documents)
-    written += scaling + cuda_versions_figure(folder, documents)
-
-    series = airpassengers()
-    runs = [forecast_run(seed, forecast_backend, **(forecast_overrides or {})) for seed in range(seeds)]
-    written += figures.forecast_figure(folder, series, airpassengers_months(), runs,
-                                       {"persistence": persistence(series), "seasonal naive": seasonal_naive(series)})
-    text = report_markdown(documents, latest, sweeps, runs, forecast_backend, forecast_overrides, written)
-    path = os.path.join(out_dir, "REPORT.md")
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".md")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)   # REPORT.md is generated: replacing the previous one is intended
-    return path
-
-
-def report_markdown(documents, latest, sweeps, runs, forecast_backend, overrides, written) -> str:
-    have = {os.path.splitext(os.path.basename(p))[0] for p in written}
-    image = lambda name, alt: f"![{alt}](figures/{name}.png)" if name in have else f"*(no {alt}: see below)*"  # noqa: E731
-    lines = ["# parallel-lstm: course report", "",
-             "Generated by `python -m reports` from the newest results files in `reports/results/` and a fresh",
-             "forecast run; do not edit by hand. Every figure exists as PNG and PDF in `reports/figures/`.", "",
-             "## Data (the original project's four figures)", "",
-             image("passengers", "passengers"), image("change", "change"), image("change-normalized", "normalised change"),
-             image("change-encoded", "encoded change"), "",
-             "## Do the backends compute the same thing?", ""]
-    for workload in ("seed", "light"):
-        if workload in latest:
-            doc = latest[workload]
-            lines += [f"**{workload}**: {doc['verdict']['line']} (file `{doc['_file']}`, machine: {machine_line(doc)})", "",
-                      image(f"losses-{workload}", f"{workload} loss curves"), ""]
-        else:
+        if workload not in by_workload(selection.main, "float64"):
             lines += [f"No `{workload}` results yet: run `python run_comparison.py --workload {workload}`.", ""]
-    lines += ["## Time", ""]
-    if "seed" in latest:
-        doc = latest["seed"]
+    return lines
+
+
+ORIGINAL_CAVEAT = [
+    "The methods differ, so the two tables are not comparable number for number. The original's model is a",
+    "plain tanh RNN (four gate matrices are declared but the cell is not an LSTM), its backward pass has three",
+    "bugs, its validation set also updates the weights, and its versions agree only after every operation is",
+    "rounded to 10 digits; its timings wrap JIT compilation and host-device transfers into the wall time of a",
+    "whole notebook cell. Here the model is a gated LSTM whose gradients pass finite-difference checks, every",
+    "backend matches the reference to 1e-10 in float64 without rounding, compilation is timed apart and",
+    "never inside an epoch, and each time is the median of repeated epochs with the GPU synchronised.", ""]
+
+
+def time_section(selection, drawn: dict) -> list[str]:
+    lines = ["## Time", "",
+             "**Speedup** is T_numpy / T_backend on the same workload and machine: how many times faster than the",
+             "NumPy reference (whose BLAS may itself use several threads; each table says how many where the file",
+             "records it). **Parallel efficiency** is T_1 / (p T_p) of the SAME backend on 1 and p threads, shown only",
+             "where that backend's one-thread time was measured (next section). JIT compile is the first minus the",
+             "second run on a tiny slice; with Numba's on-disk cache warm (`cache=True`) it is the time to load",
+             "compiled code, while a first run on a fresh machine compiles for about 30 s per dtype. GFLOP/s count",
+             "3 x 2*T*B*4H*(D+H) per training step plus the head (`lstm_numpy.flops.training_flops`). "
+             f"{tables.NOISY_MARK} marks a time the measurement called noisy.", ""]
+    seed = selection.main.get(("seed", "float64"))
+    if seed and timed_results(seed):
         lines += ["Our backends on `seed` in the original's format (training epochs only; JIT compilation measured",
-                  f"apart; efficiency = T_numpy / T_backend). Machine: {machine_line(doc)}; shapes "
-                  f"{shapes_text(doc)}, dtype {doc['config']['dtype']}.", "",
-                  results_table(doc), ""]
+                  f"apart; the original called the speedup \"efficiency\"). Machine: {machine_line(seed)}; shapes "
+                  f"{shapes_text(seed)}, dtype float64; {reference_text(seed)}.", "",
+                  tables.original_format_table(seed), ""]
     lines += ["The original project's published table (AirPassengers, 6 epochs, `%%time` around the whole call on a",
               "Colab GPU; quoted, not measured here):", "",
               tables.markdown_table(["implementation", "wall", "efficiency vs sequential"],
-                                    [list(r) for r in tables.ORIGINAL_TIMINGS]), "",
-              "The methods differ, so the two tables are not comparable number for number. The original's model is a",
-              "plain tanh RNN (four gate matrices are declared but the cell is not an LSTM), its backward pass has three",
-              "bugs, its validation set also updates the weights, and its versions agree only after every operation is",
-              "rounded to 10 digits; its timings wrap JIT compilation and host-device transfers into the wall time of a",
-              "whole notebook cell. Here the model is a gated LSTM whose gradients pass finite-difference checks, every",
-              "backend matches the reference to 1e-10 in float64 without rounding, compilation is timed apart and",
-              "never inside an epoch, and each figure is the median of repeated epochs with the GPU synchronised.", ""]
-    lines += ["JIT compile is the first minus the second run on a tiny slice; with Numba's on-disk cache warm",
-              "(`cache=True`) it is the time to load compiled code, while a first run on a fresh machine compiles",
-              "for about 30 s per dtype. \"efficiency/thread\" is speedup / threads; the",
-              "1-thread against 2-thread efficiency follows a table where a `--threads 1` run exists. GFLOP/s count",
-              "3 x 2*T*B*4H*(D+H) per training step plus the head (`lstm_numpy.flops.training_flops`).", ""]
-    for dtype in ("float64", "float32"):
-        by_workload = latest if dtype == "float64" else latest_by_workload(documents, dtype)
-        for workload in WORKLOAD_ORDER:
-            if workload in by_workload and timed_results(by_workload[workload]):
-                doc = by_workload[workload]
-                lines += [f"**{workload}** ({shapes_text(doc)}, {dtype}; "
-                          f"NumPy 2048x2048 matmul: {doc['reference_matmul']['float64_gflops']:.1f} GFLOP/s float64, "
-                          f"{doc['reference_matmul']['float32_gflops']:.1f} float32, the {dtype} rate is the "
-                          f"denominator; machine: {machine_line(doc)}; file `{doc['_file']}`)", "",
-                          detail_table(doc), ""]
-                efficiency = thread_efficiency(documents, doc)
-                if efficiency:
-                    lines += [efficiency, ""]
-    lines += [image("epoch-time", "epoch times"), image("speedup", "speedup bars"), ""]
-    for sweep in sweeps:
-        s = sweep["document"]["sweep"]
-        slopes = ", ".join(f"{b} {v:.2f}" for b, v in s["slopes"].items() if v is not None)
-        lines += [f"Scaling with {s['param']} on {sweep['document']['config']['workload']} ({s['values']}): "
-                  f"log-log slopes {slopes} (1.0 = time grows in proportion to the work). "
-                  f"Machine: {machine_line(sweep['document'])}.", "", image(sweep["name"], "scaling curve"), ""]
-    if not sweeps:
-        lines += ["No sweep results yet: run e.g. `python run_comparison.py --workload heavy --sweep samples=512,1024,2048`.", ""]
-    if "cuda-versions" in have:
-        lines += [image("cuda-versions", "CUDA kernel versions"), ""]
-    else:
+                                    [list(r) for r in tables.ORIGINAL_TIMINGS]), ""] + ORIGINAL_CAVEAT
+    for dtype in dtypes_of(selection.main):
+        for workload, doc in by_workload(selection.main, dtype).items():
+            if not timed_results(doc):
+                continue
+            matmul = doc.get("reference_matmul") or {}
+            rate = (f"NumPy 2048x2048 matmul: {matmul['float64_gflops']:.1f} GFLOP/s float64, "
+                    f"{matmul['float32_gflops']:.1f} float32, the {dtype} rate is the denominator; "
+                    if matmul.get("float64_gflops") and matmul.get("float32_gflops") else "")
+            busy = f" **Warning: {busy_note(doc)}.**" if busy_note(doc) else ""
+            lines += [f"**{workload}** ({shapes_text(doc)}, {dtype}; {rate}{reference_text(doc)}; machine: "
+                      f"{machine_line(doc)}; file `{doc['_file']}`){busy}", "",
+                      tables.detail_table(doc, own_efficiency(doc, selection)), ""]
+        for name, alt in (("epoch-time", "epoch times"), ("speedup", "speedup bars"),
+                          ("breakdown", "phase breakdown"), ("jit-payoff", "JIT payoff")):
+            lines += figure_block(drawn, f"{name}-{dtype}", f"{dtype} {alt}")
+    return lines
+
+
+def threads_section(selection, drawn: dict) -> list[str]:
+    lines = ["## Scaling with threads", ""]
+    sources = thread_scaling_sources(selection)
+    for (workload, dtype), (series, _, source) in sorted(sources.items()):
+        for s in series:
+            points = ", ".join(f"{p} thread{'s' if p > 1 else ''} {figures.short_seconds(t)}"
+                               + (f" ({100 * e:.0f}%)" if p > 1 and e else "")
+                               for p, t, e in zip(s.threads, s.median, s.efficiency))
+            fraction = (f"; Amdahl serial fraction {s.serial_fraction:.3f}"
+                        if s.mode == "strong" and s.serial_fraction is not None else "")
+            lines += [f"**{workload}** {dtype}, {s.backend} ({s.mode} scaling; parallel efficiency in brackets): "
+                      f"{points}{fraction}. Data: {source}.", ""]
+        for mode in ("strong", "weak"):
+            if f"{mode}-scaling-{workload}-{dtype}" in drawn:
+                lines += figure_block(drawn, f"{mode}-scaling-{workload}-{dtype}", f"{mode} scaling")
+    if not sources:
+        lines += ["No one-thread run of the same machine and day as a many-thread run, so parallel efficiency is",
+                  "not shown: run `python -m reports.cpu_bench` (it writes both), or `python run_comparison.py",
+                  "--workload heavy --threads 1` on the same day as the many-thread run.", ""]
+    return lines
+
+
+SLOPE_MEANING = {
+    "hidden": "each step's gate products cost 2*4H*(D+H) operations (backward twice that), so the work grows "
+              "about as H^2 (slope 2 for H much larger than D), not as H",
+    "samples": "the work of an epoch is proportional to the number of training windows (slope 1)",
+    "seq_len": "the work is proportional to T (slope 1), and the time loop is serial in every backend",
+    "batch_size": "the work of an epoch does not depend on B (slope 0): B only sets how many sequences share one "
+                  "matrix product, so a negative time slope means larger batches use the hardware better",
+}
+
+
+def slope_reading(fitted: float, expected: float) -> str:
+    if abs(fitted - expected) < 0.15:
+        return "follows the work"
+    if fitted < expected:
+        return "grows slower than the work (fixed per-step costs, not the products, dominate the smaller sizes)"
+    return "grows faster than the work (the larger sizes run less efficiently: caches, memory bandwidth)"
+
+
+def sweeps_section(selection, drawn: dict) -> list[str]:
+    lines = ["## Scaling with problem size", ""]
+    for (workload, dtype, param), document in sorted(selection.sweeps.items()):
+        fitted, expected = sweep_slopes(document)
+        values = (document.get("sweep") or {}).get("values")
+        text = f"Sweep of {param} on `{workload}` {dtype} ({values}, file `{document['_file']}`)"
+        if expected is not None:
+            text += (f": the work model (`lstm_numpy.flops.epoch_flops`) grows with log-log slope {expected:.2f} over "
+                     f"these sizes; {SLOPE_MEANING.get(param, 'see lstm_numpy/flops.py')}. Fitted time slopes: ")
+            text += "; ".join(f"{b} {s:.2f}, which {slope_reading(s, expected)}" for b, s in fitted.items()
+                              if s is not None) + "."
+        lines += [text, ""] + figure_block(drawn, f"sweep-{workload}-{dtype}-{param}", f"{param} sweep")
+    if not selection.sweeps:
+        lines += ["No sweep results yet: run e.g. `python run_comparison.py --workload heavy --sweep "
+                  "samples=512,1024,2048`.", ""]
+    return lines
+
+
+def cuda_section(selection, drawn: dict) -> list[str]:
+    lines = ["## CUDA kernel versions", ""]
+    names = [f"cuda-versions-{dtype}" for dtype in dtypes_of(selection.cuda) if f"cuda-versions-{dtype}" in drawn]
+    for name in names:
+        lines += figure_block(drawn, name, "CUDA kernel versions")
+    if not names:
         lines += ["No real-GPU results yet, so the CUDA kernel versions are not compared here; on a GPU machine run",
-                  "`python -m lstm_numba_cuda.gpu_check` and `python run_comparison.py --workload gpu`.", ""]
+                  "`python -m reports.gpu_check --out reports/results` and `python run_comparison.py --workload gpu`.",
+                  ""]
+    return lines
+
+
+def forecast_section(folder, seeds: int, backend: str, overrides: dict | None) -> tuple[list[str], list]:
+    """The forecast section's Markdown lines and figures: ``seeds`` fresh runs of the ``light`` workload."""
     series = airpassengers()
-    lines += ["## Forecast of the 24 held-out months (1959-1960)", "",
-              f"The `light` workload with its default training configuration ({forecast_backend} backend"
-              f"{', overrides ' + str(overrides) if overrides else ''}), trained on the months before 1958-01 and",
-              "validated on 1958. Its settings were chosen by a backtest inside the months before 1959 (`python -m",
-              "reports.backtest`: the same pipeline on months 1949-1958, scored on its own last 24 months); the test",
-              "months took no part in training or in choosing settings. Forecasts are in thousands of passengers",
-              "after undoing every transform.", "",
-              tables.forecast_table(median_metrics(runs), baseline_metrics(series), AIRLINE_MODEL, len(runs)), "",
-              "Each seed:", "", tables.seeds_table(runs), "", image("forecast", "forecast figure"), "",
-              "MASE divides by the in-sample seasonal-naive mean absolute error (months 1950-01..1958-12).", ""]
-    return "\n".join(lines)
+    runs = [forecast_run(seed, backend, **(overrides or {})) for seed in range(seeds)]
+    drawn = figures.forecast_figure(folder, series, airpassengers_months(), runs,
+                                    {"persistence": persistence(series), "seasonal naive": seasonal_naive(series)})
+    lines = ["## Forecast of the 24 held-out months (1959-1960)", "",
+             f"The `light` workload with its default training configuration ({backend} backend"
+             f"{', overrides ' + str(overrides) if overrides else ''}), trained on the months before 1958-01 and",
+             "validated on 1958. Its settings were chosen by a backtest inside the months before 1959 (`python -m",
+             "reports.backtest`: the same pipeline on months 1949-1958, scored on its own last 24 months); the test",
+             "months took no part in training or in choosing settings. Forecasts are in thousands of passengers",
+             "after undoing every transform.", "",
+             tables.forecast_table(median_metrics(runs), baseline_metrics(series), AIRLINE_MODEL, len(runs)), "",
+             "Each seed:", "", tables.seeds_table(runs), "", f"![forecast figure](figures/{drawn.name}.png)", "",
+             "MASE divides by the in-sample seasonal-naive mean absolute error (months 1950-01..1958-12).", ""]
+    return lines, [drawn]
+
+
+def report_markdown(selection, drawn: dict, forecast_lines: list[str]) -> str:
+    lines = ["# parallel-lstm: course report", "",
+             "Generated by `python -m reports` from the results files listed below and a fresh forecast run; do not",
+             "edit by hand. Every figure exists as PNG and PDF in `figures/`.", ""]
+    lines += files_section(selection)
+    lines += ["## Data (the original project's four figures)", ""]
+    lines += [f"![{alt}](figures/{name}.png)" for name, alt in (("passengers", "passengers"), ("change", "change"),
+                                                                ("change-normalized", "normalised change"),
+                                                                ("change-encoded", "encoded change"))] + [""]
+    for section in (equivalence_section, time_section, threads_section, sweeps_section, cuda_section):
+        lines += section(selection, drawn)
+    return "\n".join(lines + forecast_lines)
+
+
+def write_text(path: str, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically (generated files: replacing the previous build is intended)."""
+    publish_file(path, text, overwrite=True, what="report file")
+
+
+def remove_stale_figures(folder: str, drawn: dict) -> None:
+    """Delete figures an earlier build wrote that this one did not (their results are no longer chosen), so
+    that the folder holds exactly the report's figures; files of other names are left alone."""
+    for name in os.listdir(folder):
+        stem, ext = os.path.splitext(name)
+        if ext in (".png", ".pdf") and stem not in drawn and stem.startswith(GENERATED_FIGURES):
+            os.remove(os.path.join(folder, name))
+
+
+def build_report(out_dir, results=None, seeds: int = 5, forecast_backend: str = "numpy",
+                 forecast_overrides: dict | None = None, include_simulator: bool = False,
+                 include_data: bool = False, say=None) -> str:
+    """Write figures into out_dir/figures, REPORT.md and results-summary.csv into out_dir; return REPORT.md's path.
+
+    results: a folder or a results file, or a list of them (default: reports/results); say: called with one
+    line per results file that could not be read as a JSON object (REPORT.md lists it too).
+    """
+    paths = [os.path.join("reports", "results")] if results is None else \
+        [str(results)] if isinstance(results, (str, os.PathLike)) else [str(p) for p in results]
+    selection = select(paths, include_simulator, include_data)
+    for name in selection.damaged if say else ():
+        say(f"skipped {name}: {selection.skipped[name]}")
+    out_dir = str(out_dir)
+    folder = os.path.join(out_dir, "figures")
+    drawn = {d.name: d for d in figures.data_figures(folder)}
+    drawn.update(performance_figures(folder, selection))
+    forecast_lines, forecast_drawn = forecast_section(folder, seeds, forecast_backend, forecast_overrides)
+    drawn.update({d.name: d for d in forecast_drawn})
+    remove_stale_figures(folder, drawn)
+    write_text(os.path.join(out_dir, SUMMARY_CSV), tables.summary_csv(selection.documents()))
+    path = os.path.join(out_dir, "REPORT.md")
+    write_text(path, report_markdown(selection, drawn, forecast_lines))
+    return path
+
+
+def read_documents(results_dir) -> list[dict]:
+    """The documents of a folder the report would use (simulator and --data runs included), oldest first."""
+    return select([str(results_dir)], include_simulator=True, include_data=True).documents()
+
+
+def latest_by_workload(documents: list[dict], dtype: str = "float64") -> dict[str, dict]:
+    """The newest run of each workload in ``dtype`` that is not a sweep, a one-thread run or a gpu_check file."""
+    return {d["config"]["workload"]: d for d in documents if d["config"]["dtype"] == dtype and role_of(d) == "main"}
+
+
+def cuda_versions_figure(folder, documents: list[dict]) -> list[str]:
+    """The CUDA kernel versions figures of ``documents`` (newest per workload, dtype and version); their paths."""
+    written = []
+    for dtype in sorted({d["config"]["dtype"] for d in documents}):
+        versions = {(d["config"]["workload"], kernel_version(d)): d for d in documents
+                    if d["config"]["dtype"] == dtype and "numba_cuda" in timed_results(d)}
+        drawn = timing_figures.cuda_versions_figure(folder, dtype, versions)
+        written += drawn.paths if drawn else []
+    return written
+
+
+def build_parser() -> OneSentenceParser:
+    parser = OneSentenceParser(prog="python -m reports", description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--results", nargs="+", default=[os.path.join("reports", "results")], metavar="PATH",
+        help="results folders and/or results files chosen by hand (default: reports/results)")
+    add("--out", default="reports", help="folder for REPORT.md, results-summary.csv and figures/ (default: reports)")
+    add("--seeds", type=positive_int, default=5, help="forecast runs, seeds 0..N-1 (default: 5)")
+    add("--forecast-backend", default="numpy", choices=list(BACKENDS),
+        help="backend that trains the forecasts (default: numpy)")
+    add("--include-simulator", action="store_true", help="also use runs made on Numba's CUDA simulator")
+    add("--include-data", action="store_true", help="also use runs trained on --data FILE instead of AirPassengers")
+    return parser
+
+
+def check_options(args) -> None:
+    """Every option checked before any work is done or any file written; UserError names the first problem."""
+    results_paths(args.results)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UserError(f"--out {args.out} is a file; give a folder for the report.")
+    reason = get_backend(args.forecast_backend).is_available()
+    if reason:
+        raise UserError(f"--forecast-backend {args.forecast_backend} cannot run here: {reason}")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__.splitlines()[0])
-    parser.add_argument("--results", default=os.path.join("reports", "results"),
-                        help="folder of run_comparison.py results files (default: %(default)s)")
-    parser.add_argument("--out", default="reports", help="folder for REPORT.md and figures/ (default: %(default)s)")
-    parser.add_argument("--seeds", type=int, default=5, help="forecast runs, seeds 0..N-1 (default: %(default)s)")
-    parser.add_argument("--forecast-backend", default="numpy", help="backend that trains the forecasts (default: %(default)s)")
-    args = parser.parse_args(argv)
     try:
-        if args.seeds <= 0:
-            raise UserError(f"--seeds must be a positive integer, got {args.seeds}.")
-        if not os.path.isdir(args.results):
-            raise UserError(f"results folder {args.results} does not exist; run python run_comparison.py first.")
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:          # --help (0) or a bad option (2, already said in one sentence)
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        check_options(args)
         os.makedirs(args.out, exist_ok=True)
-        path = build_report(args.out, args.results, args.seeds, args.forecast_backend)
+        path = build_report(args.out, args.results, args.seeds, args.forecast_backend,
+                            include_simulator=args.include_simulator, include_data=args.include_data,
+                            say=lambda line: print(f"python -m reports: {line}", file=sys.stderr))
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"python -m reports: error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {path}")
     return 0

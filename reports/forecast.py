@@ -147,8 +147,9 @@ def forecast_data(seeds: int = ENSEMBLE_SEEDS, backend: str = "numpy", series: n
             "early_stopping": early_stopping}
 
 
-def forecast_markdown(data: dict) -> str:
-    """The report's forecast section (markdown) from ``forecast_data``'s result; the figure is forecast.png."""
+def forecast_markdown(data: dict, figure: str = "forecast") -> list[str]:
+    """The report's forecast section (Markdown lines) from ``forecast_data``'s result; ``figure`` is the
+    name of its figure in figures/."""
     runs, spread = data["runs"], data["spread"]
     seeds = len(runs)
     overrides = f", overrides {data['overrides']}" if data["overrides"] else ""
@@ -162,7 +163,7 @@ def forecast_markdown(data: dict) -> str:
                      "months 1949-01..1958-12. Their 24-step forecasts run from the end of 1958; their one-step "
                      "forecasts keep the fitted parameters and run the model forward over the actual months, so "
                      "each month is forecast from the actual history before it, with nothing refitted.")
-    return "\n".join([
+    return [
         "## Forecast of the 24 held-out months (1959-1960)", "",
         f"The `light` workload with its default training configuration ({data['backend']} backend{overrides},"
         f" transform {runs[0].transform}), trained on the months before 1958-01 with seeds 0..{seeds - 1}"
@@ -178,19 +179,19 @@ def forecast_markdown(data: dict) -> str:
         f"(median {spread['24-step']['median']:.1f}).", "",
         classical, "",
         "Each seed:", "", tables.seeds_table(runs), "",
-        "![forecast figure](figures/forecast.png)", "",
-        "MASE divides by the in-sample seasonal-naive mean absolute error (months 1950-01..1958-12).", ""])
+        f"![forecast figure](figures/{figure}.png)", "",
+        "MASE divides by the in-sample seasonal-naive mean absolute error (months 1950-01..1958-12).", ""]
 
 
 def forecast_section(folder, seeds: int = ENSEMBLE_SEEDS, backend: str = "numpy",
-                     overrides: dict | None = None) -> tuple[str, list[str]]:
-    """Train, forecast, draw forecast.png/.pdf into ``folder``; return (markdown section, figure paths)."""
+                     overrides: dict | None = None) -> tuple[list[str], list]:
+    """Train, forecast and draw the figure into ``folder``: (the section's Markdown lines, [the figure drawn])."""
     from . import figures   # matplotlib only when a figure is drawn
     data = forecast_data(seeds, backend, **(overrides or {}))
     # The ensemble is drawn with the seeds; persistence is a flat line that says little in a figure.
     drawn = {name: f for name, f in data["forecasts"].items() if not name.startswith(("LSTM", "persistence"))}
-    written = figures.forecast_figure(folder, data["series"], airpassengers_months(), data["runs"], drawn)
-    return forecast_markdown(data), written
+    figure = figures.forecast_figure(folder, data["series"], airpassengers_months(), data["runs"], drawn)
+    return forecast_markdown(data, figure.name), [figure]
 
 
 __all__ = ["EARLY_STOPPING", "ENSEMBLE_SEEDS", "ForecastRun", "ensemble_forecast",

@@ -1,9 +1,15 @@
-"""What machine a result was measured on (every results file records it), and its reference matmul rate.
+"""What machine a result was measured on (every results file records it).
 
     describe_machine(cuda_stats=None) -> dict      CPU model and cores, thread settings, Numba's
                                                    threading layer, library versions, BLAS, GPUs,
                                                    whether the CUDA simulator is on
-    matmul_gflops(n=2048, repeats=3) -> dict       NumPy's n x n matmul rate in float64 and float32
+    cpu_model() -> str | None                      the CPU's name
+    blas_threads() -> int | None                   the threads NumPy's BLAS runs on now
+    load_reading(window_s) -> dict                 the 1-minute load average and the cores other
+                                                   processes use over a short window
+    OthersMeter()                                  the cores other processes use between its start and read()
+
+The machine's reference matmul rate is measured by reports.measuring.matmul_gflops.
 
 Every field is plain JSON (str, int, float, bool, None, lists, dicts). A fact that
 cannot be found is None, never a guess. Nothing here imports Numba before the caller
@@ -17,12 +23,15 @@ import platform
 import shutil
 import socket
 import subprocess
-import sys
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_info
 
-LIBRARIES = ("numpy", "numba", "numba-cuda", "llvmlite", "pandas", "cuda-bindings", "pytest-benchmark")
+from lstm_numpy.backends import cuda_simulator_on
+
+LIBRARIES = ("numpy", "numba", "numba-cuda", "llvmlite", "pandas", "cuda-bindings", "pytest-benchmark", "threadpoolctl",
+             "torch")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
                     "NUMBA_THREADING_LAYER", "NUMBA_ENABLE_CUDASIM", "CUDA_VISIBLE_DEVICES")
 
@@ -85,13 +94,73 @@ def library_versions() -> dict:
 
 
 def blas() -> dict | None:
-    """NumPy's BLAS (name and version) as numpy.show_config reports it."""
+    """NumPy's BLAS (name, version, and the threads it runs on now) as numpy.show_config reports it."""
     try:
         config = np.show_config(mode="dicts")
         found = config["Build Dependencies"]["blas"]
-        return {"name": found.get("name"), "version": found.get("version")}
+        return {"name": found.get("name"), "version": found.get("version"), "threads": blas_threads()}
     except Exception:   # older NumPy has no mode="dicts"; the BLAS is then simply not recorded
         return None
+
+
+def blas_threads() -> int | None:
+    """The threads NumPy's BLAS runs on now (threadpoolctl): the BLAS that NumPy's wheel ships where it is
+    found (another package, e.g. SciPy, may load a BLAS of its own), else the largest count of any BLAS;
+    None where threadpoolctl finds none."""
+    libraries = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    # a wheel's BLAS lies in numpy.libs/ (Linux) or numpy/.dylibs/ (macOS): paths that begin as numpy's folder
+    own = [lib for lib in libraries if lib.get("filepath", "").startswith(os.path.dirname(np.__file__))]
+    counts = [lib["num_threads"] for lib in own or libraries]
+    return max(counts) if counts else None
+
+
+# How busy the machine is. Linux's /proc/stat counts every CPU's busy time in clock ticks; the CPU time
+# of this process (all its threads) is subtracted, so what is left is other processes' work.
+
+LOAD_WINDOW_S = 0.5      # long enough to count 10 ms ticks on every core
+
+
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds every process has used since boot (all cores; /proc/stat); None where it does not exist."""
+    try:
+        with open("/proc/stat", encoding="utf-8") as handle:
+            fields = [int(v) for v in handle.readline().split()[1:]]
+        ticks_per_s = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)       # idle + iowait
+    return (sum(fields[:8]) - idle) / ticks_per_s                  # guest time is already inside user
+
+
+class OthersMeter:
+    """The cores other processes keep busy between its creation and ``read()``: the machine's busy CPU time
+    less this process's, over the wall time between."""
+
+    def __init__(self):
+        self.start = (time.perf_counter(), time.process_time(), busy_cpu_seconds())
+
+    def read(self) -> dict:
+        """{"others_cores": float | None (None where /proc/stat does not exist), "window_s": float}."""
+        wall, ours, everyone = time.perf_counter(), time.process_time(), busy_cpu_seconds()
+        window = wall - self.start[0]
+        if everyone is None or self.start[2] is None or window <= 0:
+            return {"others_cores": None, "window_s": window}
+        others = (everyone - self.start[2]) - (ours - self.start[1])
+        return {"others_cores": max(0.0, others / window), "window_s": window}
+
+
+def load_reading(window_s: float | None = None) -> dict:
+    """How busy the machine is now: {load_1min, cores (logical), others_cores, window_s}.
+
+    ``others_cores``: the cores other processes used over ``window_s`` seconds (this process waits meanwhile).
+    """
+    meter = OthersMeter()
+    time.sleep(LOAD_WINDOW_S if window_s is None else window_s)
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = None
+    return {"load_1min": load, "cores": os.cpu_count(), **meter.read()}
 
 
 def numba_threads() -> dict:
@@ -106,13 +175,6 @@ def numba_threads() -> dict:
         layer = None
     return {"num_threads": numba.get_num_threads(), "max_threads": numba.config.NUMBA_NUM_THREADS,
             "threading_layer": layer, "threading_layer_requested": numba.config.THREADING_LAYER}
-
-
-def cuda_simulator_on() -> bool:
-    if "numba" in sys.modules:
-        import numba.core.config
-        return bool(numba.core.config.ENABLE_CUDASIM)
-    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 
 
 def nvidia_gpus() -> list[dict]:
@@ -161,26 +223,3 @@ def describe_machine(cuda_stats: dict | None = None) -> dict:
         "cuda_device": {key: cuda_stats.get(key) for key in ("device", "compute_capability", "simulator")}
                        if cuda_stats else None,
     }
-
-
-def matmul_gflops(n: int = 2048, repeats: int = 3) -> dict:
-    """NumPy's n x n matmul rate, the machine's reference GFLOP/s: one warm-up, then the median of repeats.
-
-    One product costs 2 n^3 floating-point operations. Returns
-    {"n", "repeats", "float64_gflops", "float32_gflops", "float64_seconds", "float32_seconds"}.
-    """
-    result = {"n": n, "repeats": repeats}
-    rng = np.random.default_rng(0)
-    for dtype in ("float64", "float32"):
-        a = rng.standard_normal((n, n)).astype(dtype)
-        b = rng.standard_normal((n, n)).astype(dtype)
-        a @ b                                          # warm-up: page faults, BLAS thread start
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - start)
-        seconds = float(np.median(times))
-        result[f"{dtype}_seconds"] = seconds
-        result[f"{dtype}_gflops"] = 2.0 * n**3 / seconds / 1e9
-    return result

@@ -97,7 +97,7 @@ def test_the_forecast_section_scores_every_method_on_the_test_months(short_forec
     assert data["metrics"][ensemble]["24-step"]["RMSE"] == pytest.approx(
         np.sqrt(np.mean((np.median([r.recursive for r in data["runs"]], axis=0) - actual) ** 2)), rel=1e-12)
     assert data["metrics"]["seasonal naive"] == naive_metrics(airpassengers())["seasonal naive"]
-    text = forecast_markdown(data)
+    text = "\n".join(forecast_markdown(data))
     assert f"| {ensemble} | one-step | {data['metrics'][ensemble]['one-step']['RMSE']:.1f} |" in text
     assert f"| LSTM, median of 2 seeds' metrics | 24-step | {data['median']['24-step']['RMSE']:.1f} |" in text
     assert f"the 24-step RMSE from {data['spread']['24-step']['min']:.1f} to" in text
@@ -106,7 +106,7 @@ def test_the_forecast_section_scores_every_method_on_the_test_months(short_forec
 
 def test_the_section_names_the_classical_baselines_when_statsmodels_computed_them(short_forecast):
     pytest.importorskip("statsmodels")
-    text = forecast_markdown(short_forecast)
+    text = "\n".join(forecast_markdown(short_forecast))
     assert "| Holt-Winters (additive trend, multiplicative season) | 24-step | 32.5 |" in text
     assert "| airline model ARIMA(0,1,1)(0,1,1)12 on log | one-step | 15.3 |" in text
     assert "not computed" not in text and "published" not in text
@@ -115,16 +115,17 @@ def test_the_section_names_the_classical_baselines_when_statsmodels_computed_the
 def test_without_statsmodels_the_section_says_the_classical_baselines_were_not_computed(monkeypatch):
     monkeypatch.setitem(sys.modules, "statsmodels", None)   # makes "import statsmodels" raise ImportError
     data = forecast_data(seeds=1, epochs=2)
-    text = forecast_markdown(data)
+    text = "\n".join(forecast_markdown(data))
     assert data["classical"] is None and "Holt-Winters" not in data["metrics"]
     assert "Holt-Winters and the airline model were not computed: they need statsmodels" in text
     assert "| airline" not in text
 
 
 def test_the_forecast_section_draws_its_figure(tmp_path):
-    text, written = forecast_section(tmp_path, seeds=2, overrides={"epochs": 2})
-    assert sorted(os.path.basename(p) for p in written) == ["forecast.pdf", "forecast.png"]
-    assert (tmp_path / "forecast.png").stat().st_size > 15_000 and "(figures/forecast.png)" in text
+    lines, drawn = forecast_section(tmp_path, seeds=2, overrides={"epochs": 2})
+    assert [d.name for d in drawn] == ["forecast"]
+    assert sorted(os.path.basename(p) for p in drawn[0].paths) == ["forecast.pdf", "forecast.png"]
+    assert (tmp_path / "forecast.png").stat().st_size > 15_000 and "![forecast figure](figures/forecast.png)" in lines
 
 
 def test_the_backtest_scores_inside_the_pre_test_months(monkeypatch):

@@ -20,18 +20,22 @@ from lstm_numpy.flops import training_flops
 from data import make_workload
 from lstm_numpy.backends import BACKENDS
 from lstm_numpy.errors import NonFiniteLossError
-from reports import resultfiles
+from reports import console, machine, measuring, resultfiles, torch_baseline
+from reports.census import PEERS, backend_status, select_backends
+from reports.sweep import fit_slope
 
 EVERY_OPTION = ("--workload", "--backends", "--cuda-simulator", "--epochs", "--lr", "--batch-size", "--hidden",
-                "--seq-len", "--samples", "--dtype", "--threads", "--seed", "--kernel-version", "--data",
-                "--column", "--sweep", "--out", "--quiet")
+                "--seq-len", "--samples", "--dtype", "--threads", "--blas-threads", "--repeats", "--no-one-thread",
+                "--weak", "--seed", "--kernel-version", "--data", "--column", "--sweep", "--out", "--quiet")
 
 
 @pytest.fixture(autouse=True)
 def fast_harness(monkeypatch):
-    """A small reference matmul and one repeat per phase: the numbers are not what these tests check."""
+    """A small reference matmul, short load readings and 3 timing rounds: the numbers are not what these tests
+    check."""
     monkeypatch.setattr(run_comparison, "MATMUL_N", 64)
-    monkeypatch.setattr(run_comparison, "BREAKDOWN_MAX_REPEATS", 1)
+    monkeypatch.setattr(run_comparison, "DEFAULT_REPEATS", 3)
+    monkeypatch.setattr(machine, "LOAD_WINDOW_S", 0.01)
 
 
 def add_fake_backend(monkeypatch, name, *, perturb=0.0, reason=None, stats=None, describe=None, train=None):
@@ -85,7 +89,7 @@ BAD_OPTIONS = [
     ["--epochs", "0"], ["--epochs", "-3"], ["--epochs", "two"], ["--lr", "0"], ["--lr", "nan"], ["--lr", "-0.1"],
     ["--batch-size", "0"], ["--hidden", "0"], ["--seq-len", "0"], ["--samples", "-5"], ["--threads", "0"],
     ["--threads", "100000"], ["--seed", "-1"], ["--kernel-version", "0"], ["--dtype", "float16"],
-    ["--workload", "huge"], ["--backends", "torch"], ["--backends", ","], ["--no-such-option"],
+    ["--workload", "huge"], ["--backends", "tensorflow"], ["--backends", ","], ["--no-such-option"],
     ["--data", "{missing}", "--column", "v"], ["--data", "{good}"], ["--column", "v"],
     ["--data", "{good}", "--column", "nope"], ["--data", "{bad}", "--column", "v"],
     ["--workload", "seed", "--samples", "100"], ["--workload", "seed", "--seq-len", "5"],
@@ -93,6 +97,8 @@ BAD_OPTIONS = [
     ["--sweep", "hidden"], ["--sweep", "width=1,2"], ["--sweep", "hidden=8"], ["--sweep", "hidden=8,x"],
     ["--sweep", "hidden=8,0"], ["--sweep", "hidden=8,16", "--hidden", "8"], ["--sweep", "samples=8,16"],
     ["--sweep", "seq-len=4,8"], ["--out", "{good}"], ["--backends", "unavailable"],
+    ["--repeats", "0"], ["--blas-threads", "0"], ["--blas-threads", "100000"], ["--sweep", "threads=1,100000"],
+    ["--weak"], ["--sweep", "threads=1,2", "--threads", "1"], ["--sweep", "threads=1,2", "--weak"],
 ]
 
 
@@ -136,9 +142,20 @@ def test_end_to_end_run_writes_json_and_csv_with_the_machine(tmp_path, capsys):
     workload = make_workload("seed", epochs=2)
     expected = lstm_numpy.train(workload.initial_params(), workload.data, workload.config)
     assert result["train_loss"] == expected.train_loss and result["valid_loss"] == expected.valid_loss
-    assert result["median_epoch_seconds"] > 0 and result["compile_seconds"] >= 0
+    assert result["compile_seconds"] >= 0
     assert result["speedup"] == 1.0 and result["gflops"] > 0 and result["peak_rss_bytes"] > 0
-    assert set(result["breakdown"]) >= {"forward_seconds", "backward_seconds", "update_seconds", "transfer_seconds"}
+    assert set(result["breakdown"]) >= {"forward_seconds", "backward_seconds", "update_seconds", "transfer_seconds",
+                                        "within_noise", "sum_seconds", "epoch_seconds"}
+    # the timing: 3 interleaved rounds (the default here), their median and spread; numpy on its BLAS's threads
+    assert result["timing_rounds"] == 3 == len(result["round_seconds"]) == result["breakdown"]["repeats"]
+    assert result["median_epoch_seconds"] == float(np.median(result["round_seconds"])) > 0
+    assert result["epoch_spread"]["q1"] <= result["median_epoch_seconds"] <= result["epoch_spread"]["q3"]
+    assert result["reference_blas_threads"] == result["threads"] == machine["blas"]["threads"] >= 1
+    assert len(result["epoch_seconds"]) == 2                      # the training run's epochs, kept apart
+    assert document["config"]["repeats"] == 3 and document["config"]["blas_threads"] is None
+    for when in ("before", "during", "after"):
+        assert document["load"][when]["window_s"] > 0
+    assert set(document["noise"]) >= {"busy", "wide_spread", "warning"}
 
     with open(csv_path, newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -202,16 +219,22 @@ def test_agreeing_cpu_and_device_backends(tmp_path, monkeypatch, capsys):
     assert "VERDICT: PASS" in out and "Fake GPU" in out
     results = resultfiles.read_results(results_in(tmp_path, ".json")[0])["runs"][0]["results"]
     cpu, gpu = results["cpuish"], results["gpuish"]
-    assert cpu["parallel_efficiency"] == pytest.approx(cpu["speedup"] / 2)
-    assert gpu["parallel_efficiency"] is None and gpu["breakdown"]["transfer_seconds"] is not None
+    # parallel efficiency is the backend's own: its one-thread rounds against its 2-thread rounds, paired
+    assert cpu["threads"] == 2 and len(cpu["one_thread_round_seconds"]) == len(cpu["round_seconds"]) == 3
+    paired = [one / (2 * many) for one, many in zip(cpu["one_thread_round_seconds"], cpu["round_seconds"])]
+    assert cpu["parallel_efficiency"] == pytest.approx(float(np.median(paired)))
+    assert gpu["parallel_efficiency"] is None and gpu["one_thread_round_seconds"] is None
+    assert gpu["breakdown"]["transfer_seconds"] is not None
     assert results["numpy"]["breakdown"]["transfer_seconds"] is None
+    speedups = [ref / own for ref, own in zip(results["numpy"]["round_seconds"], gpu["round_seconds"])]
+    assert gpu["speedup"] == pytest.approx(float(np.median(speedups)))
 
 
 def test_simulator_backends_are_opt_in_and_never_timed(tmp_path, monkeypatch, capsys):
     add_fake_backend(monkeypatch, "simulated", describe={"simulator": True})
-    names, census = run_comparison.select_backends(None, use_simulator=False)
+    names, census = select_backends(None, use_simulator=False)
     assert "simulated" not in names and "--cuda-simulator" in census["simulated"].skip
-    assert "simulated" in run_comparison.select_backends(None, use_simulator=True)[0]
+    assert "simulated" in select_backends(None, use_simulator=True)[0]
     assert run(["--epochs", "1", "--backends", "simulated"], tmp_path) == 0
     out = capsys.readouterr().out
     assert "no timing claims" in out
@@ -222,12 +245,12 @@ def test_simulator_backends_are_opt_in_and_never_timed(tmp_path, monkeypatch, ca
 
 
 def test_default_run_skips_unavailable_backends_with_the_reason(monkeypatch, capsys):
-    names, census = run_comparison.select_backends(None, use_simulator=False)
+    names, census = select_backends(None, use_simulator=False)
     assert names[0] == "numpy"
     for name, status in census.items():
         assert (name in names) == (status.reason is None and status.skip is None)
     add_fake_backend(monkeypatch, "absent", reason="no such device here")
-    names, census = run_comparison.select_backends(None, use_simulator=False)
+    names, census = select_backends(None, use_simulator=False)
     assert "absent" not in names and census["absent"].reason == "no such device here"
 
 
@@ -235,7 +258,7 @@ def test_a_stub_package_is_reported_as_not_implemented(monkeypatch):
     module = types.ModuleType("fake_stub")
     monkeypatch.setitem(sys.modules, "fake_stub", module)
     monkeypatch.setitem(BACKENDS, "stub", "fake_stub")
-    status = run_comparison.backend_status("stub")
+    status = backend_status("stub")
     assert "does not export" in status.reason and "train" in status.reason
 
 
@@ -260,8 +283,8 @@ def test_a_sweep_of_two_sizes_fits_a_slope(tmp_path, capsys):
 
 
 def test_fit_slope_recovers_a_power_law():
-    assert run_comparison.fit_slope([10, 20, 40], [0.5, 2.0, 8.0]) == pytest.approx(2.0)
-    assert run_comparison.fit_slope([10, 20], [None, None]) is None
+    assert fit_slope([10, 20, 40], [0.5, 2.0, 8.0]) == pytest.approx(2.0)
+    assert fit_slope([10, 20], [None, None]) is None
 
 
 def test_flop_count_by_hand():
@@ -270,16 +293,37 @@ def test_flop_count_by_hand():
     assert training_flops(2, 3, 1, 4, 1, "classification") == 3 * (960 + 48)
 
 
-def test_progress_is_silent_off_a_terminal_and_with_quiet(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(run_comparison, "PROGRESS_AFTER_S", 0.0)
+def test_progress_goes_to_stderr_off_a_terminal_and_quiet_silences_it(tmp_path, monkeypatch, capsys):
+    """Under pytest stdout and stderr are no terminal, as under nohup or tee."""
+    monkeypatch.setattr(console, "PROGRESS_AFTER_S", 0.0)
+    monkeypatch.setattr(console, "PROGRESS_EVERY_S", 0.0)
     assert run(["--backends", "numpy", "--epochs", "2"], tmp_path) == 0
-    assert "..." not in capsys.readouterr().out
-    monkeypatch.setattr(run_comparison, "stdout_is_terminal", lambda: True)
+    captured = capsys.readouterr()
+    assert "numpy: epoch 1/1 done" in captured.err and "timing: round 3/3" in captured.err
+    assert "..." not in captured.out
     assert run(["--backends", "numpy", "--epochs", "2", "--quiet"], tmp_path) == 0
-    quiet = capsys.readouterr().out
-    assert "..." not in quiet and quiet.startswith("VERDICT")
-    assert run(["--backends", "numpy", "--epochs", "2"], tmp_path) == 0
-    assert "numpy: epoch 1/1 done" in capsys.readouterr().out
+    quiet = capsys.readouterr()
+    assert "..." not in quiet.err and quiet.out.startswith("VERDICT")
+
+
+def test_progress_lines_come_every_few_seconds_not_every_epoch(monkeypatch, capsys):
+    clock = iter(range(0, 1000, 2))                     # each reading 2 s after the last
+    monkeypatch.setattr(console.time, "perf_counter", lambda: next(clock))
+    progress = console.Progress(True)
+    progress.begin("numpy")
+    for epoch in range(10):
+        progress.epoch(epoch, 10)
+    lines = capsys.readouterr().err.splitlines()
+    # first after PROGRESS_AFTER_S (3 s), then at most every PROGRESS_EVERY_S (5 s): epochs 1, 4, 7
+    assert [line.split("epoch ")[1].split("/")[0] for line in lines] == ["1", "4", "7"]
+
+
+def test_a_jit_backend_announces_its_compile_on_stderr(tmp_path, monkeypatch, capsys):
+    add_fake_backend(monkeypatch, "jitted", describe={"backend": "jitted", "numba": "0.0"})
+    assert run(["--backends", "jitted", "--epochs", "1"], tmp_path) == 0
+    err = capsys.readouterr().err
+    assert "compiling kernels for jitted, first run only, about a minute" in err
+    assert "compiling kernels for numpy" not in err
 
 
 @pytest.mark.parametrize("flag", [[], ["--cuda-simulator"]])
@@ -296,6 +340,16 @@ def test_cuda_simulator_flag_is_set_before_numba_is_imported(flag, tmp_path, mon
     document = resultfiles.read_results(json_path)
     assert document["machine"]["cuda_simulator"] is bool(flag)
     assert document["config"]["cuda_simulator"] is bool(flag)
+
+
+def test_importing_the_harness_does_not_import_numba():
+    """What --cuda-simulator relies on: main() can still set NUMBA_ENABLE_CUDASIM before Numba's first import."""
+    import subprocess
+    code = ("import sys, run_comparison; "
+            "sys.exit(' '.join(sorted(m for m in sys.modules if m.split('.')[0] == 'numba')) or None)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=run_comparison.default_out_dir().parent.parent)
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.parametrize("error, recorded", [
@@ -315,3 +369,90 @@ def test_a_backend_that_fails_fails_the_verdict_and_the_others_still_run(tmp_pat
     document = resultfiles.read_results(results_in(tmp_path, ".json")[0])
     assert recorded in document["runs"][0]["failed"]["failing"]
     assert document["runs"][0]["results"]["fine"]["agrees"] is True
+
+
+def test_a_busy_machine_gives_one_warning_line_and_is_recorded(tmp_path, monkeypatch, capsys):
+    """A fake load reading: other processes hold 1.5 of 2 cores, and the load average is 3."""
+    monkeypatch.setattr(machine, "load_reading", lambda window_s=None: {
+        "load_1min": 3.0, "cores": 2, "others_cores": 1.5, "window_s": 0.5})
+    assert run(["--backends", "numpy", "--epochs", "1"], tmp_path) == 0
+    out = capsys.readouterr().out
+    warnings = [line for line in out.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1
+    assert "other processes used up to 1.5 of 2 cores" in warnings[0]
+    assert "load average was 3.0 on 2 cores" in warnings[0]
+    document = resultfiles.read_results(results_in(tmp_path, ".json")[0])
+    assert document["noise"]["busy"] is True and document["noise"]["warning"] == warnings[0]
+    assert document["load"]["before"]["others_cores"] == document["load"]["after"]["others_cores"] == 1.5
+
+
+def test_a_thread_sweep_writes_the_scaling_record(tmp_path, monkeypatch, capsys):
+    """--sweep threads=1,2 on a tiny workload: every CPU backend at 1 and 2 threads in the same rounds."""
+    monkeypatch.setattr(machine, "usable_cores", lambda: 2)      # also on a one-core machine (Numba has 2 threads)
+    assert run(["--backends", "numba_cpu", "--workload", "light", "--hidden", "4", "--epochs", "1",
+                "--repeats", "3", "--sweep", "threads=1,2"], tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "Strong scaling of numba_cpu" in out and "serial fraction s =" in out and "Loss log" in out
+    document = resultfiles.read_results(results_in(tmp_path, ".json")[0])
+    assert document["config"]["sweep"] == {"param": "threads", "values": [1, 2]} and document["sweep"] is None
+    scaling = document["scaling"]
+    assert set(scaling) == {"numpy", "numba_cpu"}
+    for record in scaling.values():
+        assert record["threads"] == [1, 2] and record["mode"] == "strong" and record["repeats"] == 3
+        assert record["speedup_vs_1"][0] == 1.0 and record["parallel_efficiency"][0] == 1.0
+        assert record["parallel_efficiency"][1] == pytest.approx(record["speedup_vs_1"][1] / 2)
+        assert all(q1 <= m <= q3 for q1, m, q3 in zip(record["q1_seconds"], record["median_seconds"],
+                                                      record["q3_seconds"]))
+        assert 0.0 <= record["serial_fraction"] <= 1.0
+        assert record["serial_fraction"] == measuring.serial_fraction([1, 2], record["median_seconds"])
+    numba_cpu = document["runs"][0]["results"]["numba_cpu"]
+    assert numba_cpu["agrees"] is True and numba_cpu["parallel_efficiency"] is not None
+
+
+def test_weak_scaling_grows_the_samples_with_the_threads(tmp_path, monkeypatch):
+    monkeypatch.setattr(machine, "usable_cores", lambda: 2)
+    assert run(["--backends", "numpy", "--workload", "heavy", "--samples", "32", "--hidden", "4", "--batch-size",
+                "16", "--seq-len", "4", "--epochs", "1", "--repeats", "1", "--sweep", "threads=1,2", "--weak",
+                "--quiet"], tmp_path) == 0
+    document = resultfiles.read_results(results_in(tmp_path, ".json")[0])
+    record = document["scaling"]["numpy"]
+    assert record["mode"] == "weak" and document["config"]["weak"] is True
+    assert record["speedup_vs_1"][1] == pytest.approx(2 * record["parallel_efficiency"][1])
+
+
+def test_the_torch_row_agrees_with_the_reference_and_is_timed(tmp_path, capsys):
+    pytest.importorskip("torch", reason="PyTorch is optional: pip install torch==2.13.0")
+    assert run(["--backends", "numpy,torch", "--workload", "light", "--hidden", "4", "--epochs", "2",
+                "--repeats", "2"], tmp_path) == 0
+    assert "VERDICT: PASS: torch agree" in capsys.readouterr().out
+    document = resultfiles.read_results(results_in(tmp_path, ".json")[0])
+    torch_row = document["runs"][0]["results"]["torch"]
+    assert torch_row["agrees"] is True and torch_row["timing_rounds"] == 2 and torch_row["speedup"] > 0
+    assert torch_row["is_device"] is (torch_row["stats"]["device"] != "cpu")
+    assert document["availability"]["torch"]["describe"]["torch"]
+
+
+def test_torch_is_left_out_of_a_default_run_and_a_missing_package_is_one_sentence(tmp_path, monkeypatch, capsys):
+    names, census = select_backends(None, use_simulator=False)
+    assert "torch" not in names and "--backends" in census["torch"].skip
+    monkeypatch.setitem(PEERS, "ghost", ("reports.torch_baseline", "no_such_package_here"))
+    assert select_backends(None, use_simulator=False)[1]["ghost"].reason == "no_such_package_here is not installed"
+
+    def missing():
+        raise ImportError("No module named 'torch'")
+    monkeypatch.setattr(torch_baseline, "_torch", missing)
+    assert run(["--backends", "torch", "--epochs", "1"], tmp_path) == 2
+    message = capsys.readouterr().err.strip()
+    assert len(message.splitlines()) == 1 and "PyTorch is not installed" in message and "pip install" in message
+
+
+def test_blas_threads_pins_the_reference_and_is_stated_with_the_speedup(tmp_path, capsys):
+    assert run(["--backends", "numpy", "--epochs", "1", "--repeats", "2", "--blas-threads", "1",
+                "--no-one-thread"], tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "speedup = numpy on 1 BLAS threads" in out and "NumPy BLAS" in out and "on 1 threads" in out
+    document = resultfiles.read_results(results_in(tmp_path, ".json")[0])
+    result = document["runs"][0]["results"]["numpy"]
+    assert document["config"]["blas_threads"] == 1 and document["machine"]["blas"]["threads"] == 1
+    assert result["reference_blas_threads"] == result["threads"] == 1 and result["round_threads"] == [1, 1]
+    assert result["one_thread_round_seconds"] is None and result["parallel_efficiency"] is None

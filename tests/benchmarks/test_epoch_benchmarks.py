@@ -14,18 +14,31 @@ finished (synchronised) when the timer stops. Every backend gets the same initia
 the same sample order. Benchmarks are grouped by workload; ``extra_info`` records the sizes,
 threads, device and the FLOP count of an epoch. A backend that cannot run here (or only on
 Numba's CUDA simulator, whose timings mean nothing) is skipped with the reason.
+
+Threads, as the user sets them (nothing in tests/conftest.py pins them on a machine of two or more
+cores): numba_cpu runs on ``LSTM_BENCH_THREADS`` threads when that variable is set, else it picks
+each epoch the cores other processes leave free, up to NUMBA_NUM_THREADS (Numba's default: every
+core); the numpy reference runs on its BLAS's threads, ``LSTM_BENCH_BLAS_THREADS`` when set
+(threadpoolctl pins them). ``extra_info`` records both counts the benchmark ran on (``threads``,
+``threads_mode``, ``blas_threads``) and what was asked (``threads_asked``, ``blas_threads_asked``):
+
+    LSTM_BENCH_THREADS=1 LSTM_BENCH_BLAS_THREADS=1 python -m pytest tests/benchmarks --benchmark-enable
 """
 from __future__ import annotations
+
+import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-import lstm_numpy
-import run_comparison
 from data import make_workload
 from lstm_numpy.backends import BACKENDS
 from lstm_numpy.contract import check_data, epoch_orders
 from lstm_numpy.flops import epoch_flops
+from reports import census
+from reports.machine import blas_threads
+from reports.measuring import blas_pinned
 
 # The timed sizes. "heavy" is reduced to a quarter of its windows (N=1024 instead of 4096,
 # still T=32, H=128, B=128) so a NumPy round takes seconds, not tens of seconds.
@@ -35,9 +48,29 @@ UNTIMED = {"seed": {}, "light": {}, "heavy": {"samples": 256, "hidden": 32, "bat
 MATMUL_N = 2048
 
 
+def threads_from(variable: str) -> int | None:
+    """The thread count the user asked for in an environment variable, None when unset."""
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise pytest.UsageError(f"{variable} must be a positive integer, got {text!r}.")
+    return int(text)
+
+
+THREADS = threads_from("LSTM_BENCH_THREADS")
+BLAS_THREADS = threads_from("LSTM_BENCH_BLAS_THREADS")
+
+
+@pytest.fixture(autouse=True)
+def pinned_blas():
+    with blas_pinned(BLAS_THREADS):
+        yield
+
+
 @pytest.fixture(scope="module")
 def statuses():
-    return {name: run_comparison.backend_status(name) for name in BACKENDS}
+    return {name: census.backend_status(name) for name in BACKENDS}
 
 
 @pytest.mark.parametrize("workload_name", list(TIMED))
@@ -50,7 +83,7 @@ def test_epoch(benchmark, statuses, backend, workload_name):
         pytest.skip(f"{backend} would run on Numba's CUDA simulator here; simulator timings mean nothing")
     sizes = UNTIMED if benchmark.disabled else TIMED
     workload = make_workload(workload_name, **sizes[workload_name])
-    config = workload.config
+    config = replace(workload.config, threads=THREADS)
     params = workload.initial_params()
     data = check_data(params, workload.data, config.task)
     order = epoch_orders(len(data.X_train), 1, config.seed)[0]
@@ -61,11 +94,15 @@ def test_epoch(benchmark, statuses, backend, workload_name):
     benchmark.group = f"workload {workload_name}"
     benchmark.extra_info.update(
         backend=backend, workload=workload_name, task=config.task, dtype=str(params.dtype), **shapes,
-        threads=trainer.stats.get("threads"), device=trainer.stats.get("device"),
+        threads_asked=THREADS, blas_threads=blas_threads(), blas_threads_asked=BLAS_THREADS,
+        device=trainer.stats.get("device"),
         compute_capability=trainer.stats.get("compute_capability"),
         kernel_version=trainer.stats.get("kernel_version"),
         flops_per_epoch=epoch_flops(shapes, config.task))
     losses, valid_loss = benchmark(trainer.run_epoch, order)
+    # numba_cpu may change its count from one epoch to the next: epochs per count, the warm-up included
+    benchmark.extra_info.update(threads=trainer.stats.get("threads"), threads_mode=trainer.stats.get("threads_mode"),
+                                threads_used=trainer.stats.get("threads_used"))
     assert np.all(np.isfinite(losses)) and np.isfinite(valid_loss)
 
 
@@ -78,6 +115,7 @@ def test_numpy_matmul_reference(benchmark, dtype):
     b = rng.standard_normal((n, n)).astype(dtype)
     a @ b                                           # warm-up: BLAS threads started
     benchmark.group = "reference: numpy matmul"
-    benchmark.extra_info.update(n=n, dtype=dtype, flop=2 * n**3)
+    benchmark.extra_info.update(n=n, dtype=dtype, flop=2 * n**3, blas_threads=blas_threads(),
+                                blas_threads_asked=BLAS_THREADS)
     product = benchmark(np.matmul, a, b)
     assert product.shape == (n, n)
