@@ -75,3 +75,10 @@ def test_unknown_transforms_and_transforms_of_other_workloads_are_refused():
         make_workload("light", transform="sqrt")
     with pytest.raises(UserError, match="the seed workload has no transform; --transform applies to light only"):
         make_workload("seed", transform="none")
+
+
+def test_a_series_that_grows_by_the_same_amount_has_no_variation_to_scale_without_logarithms():
+    with pytest.raises(UserError, match="changes by the same amount every month"):
+        LightPipeline.fit(np.arange(-20.0, 60.0))
+    with pytest.raises(UserError, match="changes by the same factor every month"):
+        LightPipeline.fit(1.01 ** np.arange(80.0))
