@@ -257,13 +257,16 @@ def loss_difference_figure(folder, dtype: str, runs: dict[str, dict]) -> Drawn |
 
 
 def forecast_figure(folder, series: np.ndarray, months, runs, baselines: dict) -> Drawn:
-    """Forecast against actual for the test months, one-step and 24-step, with both baselines.
+    """Forecast against actual for the test months, one-step and 24-step, with the baselines.
 
-    runs: ForecastRun list (every seed drawn thin, the median bold); baselines: {name: {horizon: forecasts}}.
+    runs: ForecastRun list (every seed drawn thin, their median, the ensemble forecast, bold);
+    baselines: {name: {horizon: forecasts}}, each in its own style.
     """
     first = series.size - len(runs[0].one_step)
     test_months = months[first:]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    styles = [dict(color=c, linestyle=ls) for c, ls in (("tab:orange", "--"), ("tab:green", ":"), ("tab:red", "-."),
+                                                        ("tab:purple", (0, (5, 1, 1, 1))), ("tab:brown", (0, (1, 2))))]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
     for ax, (horizon, attr) in zip(axes, (("one-step", "one_step"), ("24-step", "recursive"))):
         ax.plot(months[first - 24:first + 1], series[first - 24:first + 1], color="0.3", label="history")
         ax.plot(test_months, series[first:], color="black", linewidth=2, label="actual")
@@ -271,11 +274,10 @@ def forecast_figure(folder, series: np.ndarray, months, runs, baselines: dict) -
         for f in forecasts:
             ax.plot(test_months, f, color="tab:blue", linewidth=0.6, alpha=0.5)
         ax.plot(test_months, np.median(forecasts, axis=0), color="tab:blue", linewidth=2,
-                label=f"LSTM, median of {len(runs)} seeds (thin: each seed)")
-        for (name, by_horizon), style in zip(baselines.items(), ("--", ":")):
-            ax.plot(test_months, by_horizon[horizon], linestyle=style, color="tab:orange" if style == "--" else "tab:green",
-                    label=name)
+                label=f"LSTM ensemble: median of {len(runs)} seeds (thin: each seed)")
+        for (name, by_horizon), style in zip(baselines.items(), styles):
+            ax.plot(test_months, by_horizon[horizon], label=name, **style)
         ax.set(title=f"{horizon} forecast of the 24 test months", xlabel="month", ylabel="passengers (thousands)")
         ax.tick_params(axis="x", labelrotation=30)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=6.5, loc="upper left")
     return save(fig, folder, "forecast")

@@ -1,14 +1,21 @@
-"""Forecasts of the 24 held-out AirPassengers months, their metrics and the baselines.
+"""Forecasts of the 24 held-out months of the ``light`` workload, their metrics, the baselines
+and the report's forecast section.
 
-Test months are the last 24 (index 120..143, 1959-01..1960-12); everything the
+Test months are the last 24 (AirPassengers: index 120..143, 1959-01..1960-12); everything the
 model or a setting choice sees comes from the months before them.
 
     one-step   each month forecast from the actual history before it
     24-step    recursive: each forecast fed back as history (the months 120..143 from month 119)
 
-Metrics, for forecasts f and actual values a (passengers, thousands):
+Training: the ``light`` workload's defaults (data/workloads.py); with early stopping
+(``EARLY_STOPPING``) the model kept is the one after the epoch with the lowest validation loss,
+at most ``epochs``. Seeds 0..N-1 train N models; the ensemble forecast, the one a forecaster
+would ship, is their median month by month (a median, so that one seed whose 24-step forecast
+runs away cannot drag it). Both settings were chosen by the backtest (reports/backtest.py).
+
+Metrics, for forecasts f and actual values a (series units; AirPassengers: thousands):
     RMSE = sqrt(mean((f - a)^2));  MAE = mean|f - a|;  MAPE = 100 * mean(|f - a| / a)
-    MASE = MAE / mean|a_m - a_{m-12}| over the in-sample months 12..119 (seasonal-naive scale)
+    MASE = MAE / mean|a_m - a_{m-12}| over the in-sample months 12..first-1 (seasonal-naive scale)
 """
 from __future__ import annotations
 
@@ -16,25 +23,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data import airpassengers, make_workload
-from lstm_numpy import get_backend
+from data import airpassengers, airpassengers_months, make_workload, with_config
+from lstm_numpy import History, get_backend
+
+from . import tables
+from .baselines import STATSMODELS_REQUIREMENT, classical_forecasts
 
 FIRST_TEST = 120
 HORIZON = 24
 SEASON = 12
-
-# Published figures for the airline model, ARIMA(0,1,1)(0,1,1)12 on log passengers fitted to months 0..119:
-# quoted, not computed here.
-AIRLINE_MODEL = {"one-step": {"RMSE": 15.3, "MAPE": 2.6}, "24-step": {"RMSE": 43.2, "MAPE": 8.5}}
+HORIZONS = ("one-step", "24-step")
+EARLY_STOPPING = True   # chosen by the backtest, with the light defaults
+ENSEMBLE_SEEDS = 10
 
 
 def metrics(forecast: np.ndarray, actual: np.ndarray, series: np.ndarray, first_test: int = FIRST_TEST) -> dict:
     """RMSE, MAE, MAPE (%) and MASE of ``forecast`` against ``actual`` (see the module docstring)."""
     error = np.asarray(forecast, dtype=np.float64) - actual
-    scale = np.mean(np.abs(series[SEASON:first_test] - series[:first_test - SEASON]))
+    scale = float(np.mean(np.abs(series[SEASON:first_test] - series[:first_test - SEASON])))
     mae = float(np.mean(np.abs(error)))
-    return {"RMSE": float(np.sqrt(np.mean(error ** 2))), "MAE": mae,
-            "MAPE": float(100 * np.mean(np.abs(error) / np.abs(actual))), "MASE": mae / float(scale)}
+    # A percentage of zero is undefined (a series with empty months); so is a scale of zero (a flat history).
+    mape = float(100 * np.mean(np.abs(error) / np.abs(actual))) if np.all(actual != 0) else float("nan")
+    return {"RMSE": float(np.sqrt(np.mean(error ** 2))), "MAE": mae, "MAPE": mape,
+            "MASE": mae / scale if scale > 0 else float("nan")}
 
 
 def persistence(series: np.ndarray, first: int = FIRST_TEST, horizon: int = HORIZON) -> dict[str, np.ndarray]:
@@ -52,23 +63,36 @@ def seasonal_naive(series: np.ndarray, first: int = FIRST_TEST, horizon: int = H
 
 @dataclass
 class ForecastRun:
-    """One trained model's forecasts (passengers) and metrics."""
+    """One trained model's forecasts (series units) and metrics."""
 
     seed: int
     one_step: np.ndarray
     recursive: np.ndarray
     metrics: dict            # {"one-step": {...}, "24-step": {...}}
-    train_loss: list
+    train_loss: list         # per epoch, up to the epoch kept
     valid_loss: list
+    transform: str           # the light pipeline's transform: "log" or "none"
 
 
-def forecast_run(seed: int, backend: str = "numpy", series: np.ndarray | None = None, **overrides) -> ForecastRun:
-    """Train the ``light`` workload with its defaults (and ``overrides``) and forecast the test months."""
+def train_for_forecast(workload, module, early_stopping: bool = EARLY_STOPPING) -> History:
+    """Train ``workload``; with early stopping, return the training as it stood after the epoch with the
+    lowest validation loss (the whole run when that is the last epoch)."""
+    history = module.train(workload.initial_params(), workload.data, workload.config)
+    best = int(np.argmin(history.valid_loss)) + 1
+    if not early_stopping or best == workload.config.epochs:
+        return history
+    # The first `best` epochs' minibatch orders are the full run's (one stream drawn from the seed), so
+    # training `best` epochs reproduces the full run's parameters after epoch `best`.
+    return module.train(workload.initial_params(), workload.data, with_config(workload, epochs=best).config)
+
+
+def forecast_run(seed: int, backend: str = "numpy", series: np.ndarray | None = None,
+                 early_stopping: bool = EARLY_STOPPING, **overrides) -> ForecastRun:
+    """Train the ``light`` workload with its defaults (and ``overrides``) and forecast the last 24 months."""
     series = airpassengers() if series is None else series
     workload = make_workload("light", seed=seed, series=series, **overrides)
     module = get_backend(backend)
-    params = workload.initial_params()
-    history = module.train(params, workload.data, workload.config)
+    history = train_for_forecast(workload, module, early_stopping)
     pipe = workload.pipeline
     predict = lambda X: module.predict(history.params, X, "regression")  # noqa: E731
     first = series.size - HORIZON
@@ -78,23 +102,98 @@ def forecast_run(seed: int, backend: str = "numpy", series: np.ndarray | None = 
     return ForecastRun(seed, one_step, recursive,
                        {"one-step": metrics(one_step, actual, series, first),
                         "24-step": metrics(recursive, actual, series, first)},
-                       history.train_loss, history.valid_loss)
+                       history.train_loss, history.valid_loss, pipe.transform)
 
 
-def baseline_metrics(series: np.ndarray | None = None) -> dict:
-    """{baseline: {horizon: metrics}} for persistence and seasonal naive."""
-    series = airpassengers() if series is None else series
-    first = series.size - HORIZON
-    actual = series[first:]
-    return {name: {h: metrics(f, actual, series, first) for h, f in make(series, first).items()}
-            for name, make in (("persistence", persistence), ("seasonal naive", seasonal_naive))}
+def ensemble_forecast(runs: list[ForecastRun]) -> dict[str, np.ndarray]:
+    """{horizon: the seeds' forecasts' median, month by month}."""
+    return {"one-step": np.median([r.one_step for r in runs], axis=0),
+            "24-step": np.median([r.recursive for r in runs], axis=0)}
 
 
 def median_metrics(runs: list[ForecastRun]) -> dict:
     """{horizon: {metric: median over runs}}."""
     return {h: {m: float(np.median([r.metrics[h][m] for r in runs])) for m in runs[0].metrics[h]}
-            for h in ("one-step", "24-step")}
+            for h in HORIZONS}
 
 
-__all__ = ["AIRLINE_MODEL", "ForecastRun", "baseline_metrics", "forecast_run", "median_metrics", "metrics",
-           "persistence", "seasonal_naive"]
+def rmse_spread(runs: list[ForecastRun]) -> dict:
+    """{horizon: {"min", "median", "max"}} of the seeds' RMSE."""
+    return {h: {name: float(f([r.metrics[h]["RMSE"] for r in runs])) for name, f in
+                (("min", np.min), ("median", np.median), ("max", np.max))} for h in HORIZONS}
+
+
+def forecasts_by_method(runs: list[ForecastRun], series: np.ndarray, classical) -> dict[str, dict[str, np.ndarray]]:
+    """{method: {horizon: forecasts}}: the LSTM ensemble, the naive baselines and (when computed) the classical ones."""
+    first = series.size - HORIZON
+    return {f"LSTM ensemble (median of {len(runs)} seeds' forecasts)": ensemble_forecast(runs),
+            "persistence": persistence(series, first), "seasonal naive": seasonal_naive(series, first),
+            **(classical or {})}
+
+
+def forecast_data(seeds: int = ENSEMBLE_SEEDS, backend: str = "numpy", series: np.ndarray | None = None,
+                  early_stopping: bool = EARLY_STOPPING, **overrides) -> dict:
+    """Everything the forecast section shows: runs, forecasts and metrics by method, the classical
+    forecasts (None without statsmodels) and the seeds' spread."""
+    series = airpassengers() if series is None else series
+    runs = [forecast_run(seed, backend, series, early_stopping, **overrides) for seed in range(seeds)]
+    classical = classical_forecasts(series, series.size - HORIZON, HORIZON)
+    by_method = forecasts_by_method(runs, series, classical)
+    first = series.size - HORIZON
+    scored = {name: {h: metrics(f, series[first:], series, first) for h, f in by_horizon.items()}
+              for name, by_horizon in by_method.items()}
+    return {"series": series, "runs": runs, "forecasts": by_method, "metrics": scored, "classical": classical,
+            "median": median_metrics(runs), "spread": rmse_spread(runs), "backend": backend, "overrides": overrides,
+            "early_stopping": early_stopping}
+
+
+def forecast_markdown(data: dict, figure: str = "forecast") -> list[str]:
+    """The report's forecast section (Markdown lines) from ``forecast_data``'s result; ``figure`` is the
+    name of its figure in figures/."""
+    runs, spread = data["runs"], data["spread"]
+    seeds = len(runs)
+    overrides = f", overrides {data['overrides']}" if data["overrides"] else ""
+    rows = {f"LSTM, median of {seeds} seeds' metrics": data["median"], **data["metrics"]}
+    if data["classical"] is None:
+        classical = ("Holt-Winters and the airline model were not computed: they need statsmodels "
+                     f"(`pip install \"{STATSMODELS_REQUIREMENT}\"`, or the `report` extra).")
+    else:
+        classical = ("Holt-Winters (additive trend, multiplicative season) and the airline model "
+                     "ARIMA(0,1,1)(0,1,1)12 on log passengers are computed here with statsmodels, fitted once on "
+                     "months 1949-01..1958-12. Their 24-step forecasts run from the end of 1958; their one-step "
+                     "forecasts keep the fitted parameters and run the model forward over the actual months, so "
+                     "each month is forecast from the actual history before it, with nothing refitted.")
+    return [
+        "## Forecast of the 24 held-out months (1959-1960)", "",
+        f"The `light` workload with its default training configuration ({data['backend']} backend{overrides},"
+        f" transform {runs[0].transform}), trained on the months before 1958-01 with seeds 0..{seeds - 1}"
+        + (", each kept at the epoch of its lowest validation loss on 1958" if data["early_stopping"] else
+           ", validated on 1958") + ". The settings were chosen by a backtest inside the months before 1959",
+        "(`python -m reports.backtest`: the same pipeline on months 1949-1958, scored on its own last 24 months);",
+        "the test months took no part in training or in choosing settings. The ensemble is the median of the",
+        "seeds' forecasts, month by month. Forecasts are in thousands of passengers after undoing every transform.", "",
+        tables.forecast_table(rows), "",
+        f"Over the {seeds} seeds the one-step RMSE ranges from {spread['one-step']['min']:.1f} to "
+        f"{spread['one-step']['max']:.1f} (median {spread['one-step']['median']:.1f}) and the 24-step RMSE from "
+        f"{spread['24-step']['min']:.1f} to {spread['24-step']['max']:.1f} "
+        f"(median {spread['24-step']['median']:.1f}).", "",
+        classical, "",
+        "Each seed:", "", tables.seeds_table(runs), "",
+        f"![forecast figure](figures/{figure}.png)", "",
+        "MASE divides by the in-sample seasonal-naive mean absolute error (months 1950-01..1958-12).", ""]
+
+
+def forecast_section(folder, seeds: int = ENSEMBLE_SEEDS, backend: str = "numpy",
+                     overrides: dict | None = None) -> tuple[list[str], list]:
+    """Train, forecast and draw the figure into ``folder``: (the section's Markdown lines, [the figure drawn])."""
+    from . import figures   # matplotlib only when a figure is drawn
+    data = forecast_data(seeds, backend, **(overrides or {}))
+    # The ensemble is drawn with the seeds; persistence is a flat line that says little in a figure.
+    drawn = {name: f for name, f in data["forecasts"].items() if not name.startswith(("LSTM", "persistence"))}
+    figure = figures.forecast_figure(folder, data["series"], airpassengers_months(), data["runs"], drawn)
+    return forecast_markdown(data, figure.name), [figure]
+
+
+__all__ = ["EARLY_STOPPING", "ENSEMBLE_SEEDS", "ForecastRun", "ensemble_forecast",
+           "forecast_data", "forecast_markdown", "forecast_run", "forecast_section", "forecasts_by_method",
+           "median_metrics", "metrics", "persistence", "rmse_spread", "seasonal_naive", "train_for_forecast"]

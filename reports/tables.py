@@ -36,26 +36,25 @@ def seconds(value: float | None) -> str:
     return f"{value * 1e6:.1f} µs"
 
 
-def forecast_table(lstm_median: dict, baselines: dict, published: dict, seeds: int) -> str:
-    """One row per method and horizon: RMSE, MAE, MAPE, MASE."""
-    rows = []
-    for horizon in ("one-step", "24-step"):
-        m = lstm_median[horizon]
-        rows.append([f"LSTM (median of {seeds} seeds)", horizon, f"{m['RMSE']:.1f}", f"{m['MAE']:.1f}",
-                     f"{m['MAPE']:.1f}%", f"{m['MASE']:.2f}"])
-        for name, by_horizon in baselines.items():
-            b = by_horizon[horizon]
-            rows.append([name, horizon, f"{b['RMSE']:.1f}", f"{b['MAE']:.1f}", f"{b['MAPE']:.1f}%", f"{b['MASE']:.2f}"])
-        p = published[horizon]
-        rows.append(["airline model ARIMA(0,1,1)(0,1,1)12 (published)", horizon, f"{p['RMSE']:.1f}", "", f"{p['MAPE']:.1f}%", ""])
+def percent(value: float) -> str:
+    """A percentage with one decimal; n/a where it is undefined (NaN)."""
+    return "n/a" if value != value else f"{value:.1f}%"
+
+
+def forecast_table(by_method: dict[str, dict]) -> str:
+    """One row per horizon and method ({method: {horizon: metrics}}, in the given order): RMSE, MAE, MAPE, MASE."""
+    rows = [[name, horizon, f"{m[horizon]['RMSE']:.1f}", f"{m[horizon]['MAE']:.1f}", percent(m[horizon]["MAPE"]),
+             f"{m[horizon]['MASE']:.2f}"]
+            for horizon in ("one-step", "24-step") for name, m in by_method.items()]
     return markdown_table(["method", "horizon", "RMSE", "MAE", "MAPE", "MASE"], rows)
 
 
 def seeds_table(runs) -> str:
-    rows = [[r.seed, f"{r.metrics['one-step']['RMSE']:.2f}", f"{r.metrics['one-step']['MAPE']:.2f}%",
-             f"{r.metrics['24-step']['RMSE']:.2f}", f"{r.metrics['24-step']['MAPE']:.2f}%",
+    """One row per forecast run: epochs kept, RMSE and MAPE of both horizons, final losses."""
+    rows = [[r.seed, f"{r.metrics['one-step']['RMSE']:.2f}", percent(r.metrics["one-step"]["MAPE"]),
+             f"{r.metrics['24-step']['RMSE']:.2f}", percent(r.metrics["24-step"]["MAPE"]), len(r.train_loss),
              f"{r.train_loss[-1]:.4f}", f"{r.valid_loss[-1]:.4f}"] for r in runs]
-    return markdown_table(["seed", "one-step RMSE", "one-step MAPE", "24-step RMSE", "24-step MAPE",
+    return markdown_table(["seed", "one-step RMSE", "one-step MAPE", "24-step RMSE", "24-step MAPE", "epochs kept",
                            "final train loss", "final valid loss"], rows)
 
 

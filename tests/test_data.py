@@ -65,7 +65,7 @@ def test_light_inverse_rebuilds_passengers_exactly():
     pipe = LightPipeline.fit(p)
     X, Y = pipe.windows()
     months = pipe.target_months
-    np.testing.assert_allclose(pipe.to_passengers(Y[:, 0], p[months - 1]), p[months], rtol=1e-12)
+    np.testing.assert_allclose(pipe.to_levels(Y[:, 0], p[months - 1]), p[months], rtol=1e-12)
     # A perfect model gives the actual values one step ahead and recursively.
     by_window = {tuple(x[:, 0]): y for x, y in zip(X, Y[:, 0])}
     oracle = lambda windows: np.array([[by_window[tuple(w[:, 0])]] for w in windows])  # noqa: E731
@@ -86,7 +86,7 @@ def test_synthetic_windows_are_deterministic_and_sized():
 
 def test_workloads_have_the_documented_shapes():
     assert make_workload("seed").shapes == {"N_train": 59, "N_valid": 7, "T": 11, "D": 3, "H": 50, "Y": 3, "B": 7}
-    assert make_workload("light").shapes == {"N_train": 95, "N_valid": 12, "T": 12, "D": 1, "H": 16, "Y": 1, "B": 16}
+    assert make_workload("light").shapes == {"N_train": 95, "N_valid": 12, "T": 12, "D": 1, "H": 16, "Y": 1, "B": 8}
     heavy = make_workload("heavy")
     assert heavy.shapes == {"N_train": 4096, "N_valid": 455, "T": 32, "D": 1, "H": 128, "Y": 1, "B": 128}
     assert make_workload("gpu", samples=64, seq_len=8).shapes["H"] == 512
@@ -138,9 +138,9 @@ def test_series_too_short_for_the_window():
         make_workload("seed", series=np.arange(1.0, 10.0))
 
 
-def test_light_needs_positive_values():
-    with pytest.raises(UserError, match="positive values"):
-        LightPipeline.fit(np.r_[np.ones(60), 0.0])
+def test_the_log_transform_needs_positive_values():
+    with pytest.raises(UserError, match="log transform needs positive values, but value 60 of the series is 0"):
+        LightPipeline.fit(np.r_[np.ones(60), 0.0], transform="log")
 
 
 @pytest.mark.parametrize("make", [

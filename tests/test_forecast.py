@@ -1,9 +1,17 @@
-"""Forecast metrics against hand-computed values, baselines against their definitions."""
+"""Forecast metrics against hand-computed values, baselines against their definitions, early stopping,
+the ensemble, the report section and the backtest."""
+import os
+import sys
+
 import numpy as np
 import pytest
 
-from data import airpassengers
-from reports.forecast import baseline_metrics, forecast_run, metrics, persistence, seasonal_naive
+import lstm_numpy
+from data import airpassengers, make_workload
+from reports import backtest
+from reports.forecast import (ForecastRun, ensemble_forecast, forecast_data, forecast_markdown,
+                              forecast_run, forecast_section, metrics, persistence, rmse_spread, seasonal_naive,
+                              train_for_forecast)
 
 
 def test_metrics_by_hand():
@@ -27,8 +35,13 @@ def test_baselines_follow_their_definitions():
     np.testing.assert_array_equal(s["24-step"], np.r_[series[18:30], series[18:20]])
 
 
+def naive_metrics(series):
+    return {name: {h: metrics(f, series[120:], series) for h, f in make(series).items()}
+            for name, make in (("persistence", persistence), ("seasonal naive", seasonal_naive))}
+
+
 def test_baselines_reproduce_the_published_airpassengers_figures():
-    b = baseline_metrics(airpassengers())
+    b = naive_metrics(airpassengers())
     assert round(b["seasonal naive"]["one-step"]["RMSE"], 1) == 50.0
     assert round(b["seasonal naive"]["24-step"]["RMSE"], 1) == 77.0
     assert round(b["persistence"]["one-step"]["RMSE"], 1) == 51.8
@@ -45,16 +58,121 @@ def test_a_forecast_run_forecasts_the_test_months_in_passengers():
     assert 200 < run.one_step.min() and run.one_step.max() < 800
 
 
+def test_early_stopping_keeps_the_epoch_with_the_lowest_validation_loss():
+    workload = make_workload("light", hidden=4, epochs=8, lr=0.5)   # measured: the lowest validation loss is epoch 7's
+    full = train_for_forecast(workload, lstm_numpy, early_stopping=False)
+    kept = train_for_forecast(workload, lstm_numpy, early_stopping=True)
+    best = int(np.argmin(full.valid_loss)) + 1
+    assert len(full.train_loss) == 8 and 1 < best < 8
+    # The retrained run follows the full run exactly up to the kept epoch.
+    assert kept.train_loss == full.train_loss[:best] and kept.valid_loss == full.valid_loss[:best]
+    assert kept.valid_loss[-1] == min(full.valid_loss)
+
+
+def fake_run(seed, one_step, recursive):
+    metrics_of = lambda f: {"RMSE": float(f[0]), "MAE": 0.0, "MAPE": 0.0, "MASE": 0.0}  # noqa: E731
+    return ForecastRun(seed, np.array(one_step, float), np.array(recursive, float),
+                       {"one-step": metrics_of(one_step), "24-step": metrics_of(recursive)}, [1.0], [1.0], "log")
+
+
+def test_the_ensemble_is_the_seeds_median_month_by_month_and_the_spread_their_range():
+    runs = [fake_run(0, [1, 10], [5, 0]), fake_run(1, [3, 20], [7, 9]), fake_run(2, [2, 90], [6, 4])]
+    ensemble = ensemble_forecast(runs)
+    np.testing.assert_array_equal(ensemble["one-step"], [2, 20])
+    np.testing.assert_array_equal(ensemble["24-step"], [6, 4])
+    assert rmse_spread(runs) == {"one-step": {"min": 1.0, "median": 2.0, "max": 3.0},
+                                 "24-step": {"min": 5.0, "median": 6.0, "max": 7.0}}
+
+
+@pytest.fixture(scope="module")
+def short_forecast():
+    return forecast_data(seeds=2, epochs=3)
+
+
+def test_the_forecast_section_scores_every_method_on_the_test_months(short_forecast):
+    data = short_forecast
+    assert [r.seed for r in data["runs"]] == [0, 1]
+    actual = airpassengers()[120:]
+    ensemble = "LSTM ensemble (median of 2 seeds' forecasts)"
+    assert data["metrics"][ensemble]["24-step"]["RMSE"] == pytest.approx(
+        np.sqrt(np.mean((np.median([r.recursive for r in data["runs"]], axis=0) - actual) ** 2)), rel=1e-12)
+    assert data["metrics"]["seasonal naive"] == naive_metrics(airpassengers())["seasonal naive"]
+    text = "\n".join(forecast_markdown(data))
+    assert f"| {ensemble} | one-step | {data['metrics'][ensemble]['one-step']['RMSE']:.1f} |" in text
+    assert f"| LSTM, median of 2 seeds' metrics | 24-step | {data['median']['24-step']['RMSE']:.1f} |" in text
+    assert f"the 24-step RMSE from {data['spread']['24-step']['min']:.1f} to" in text
+    assert "transform log" in text and text.count("\n| 1 | ") == 1   # one row per seed
+
+
+def test_the_section_names_the_classical_baselines_when_statsmodels_computed_them(short_forecast):
+    pytest.importorskip("statsmodels")
+    text = "\n".join(forecast_markdown(short_forecast))
+    assert "| Holt-Winters (additive trend, multiplicative season) | 24-step | 32.5 |" in text
+    assert "| airline model ARIMA(0,1,1)(0,1,1)12 on log | one-step | 15.3 |" in text
+    assert "not computed" not in text and "published" not in text
+
+
+def test_without_statsmodels_the_section_says_the_classical_baselines_were_not_computed(monkeypatch):
+    monkeypatch.setitem(sys.modules, "statsmodels", None)   # makes "import statsmodels" raise ImportError
+    data = forecast_data(seeds=1, epochs=2)
+    text = "\n".join(forecast_markdown(data))
+    assert data["classical"] is None and "Holt-Winters" not in data["metrics"]
+    assert "Holt-Winters and the airline model were not computed: they need statsmodels" in text
+    assert "| airline" not in text
+
+
+def test_the_forecast_section_draws_its_figure(tmp_path):
+    lines, drawn = forecast_section(tmp_path, seeds=2, overrides={"epochs": 2})
+    assert [d.name for d in drawn] == ["forecast"]
+    assert sorted(os.path.basename(p) for p in drawn[0].paths) == ["forecast.pdf", "forecast.png"]
+    assert (tmp_path / "forecast.png").stat().st_size > 15_000 and "![forecast figure](figures/forecast.png)" in lines
+
+
 def test_the_backtest_scores_inside_the_pre_test_months(monkeypatch):
-    import reports.backtest as bt
+    import reports.forecast as forecast
     seen = []
-    real = bt.make_workload
+    real = forecast.make_workload
 
     def spy(name, **kw):
         seen.append(kw["series"].size)
         return real(name, **kw)
 
-    monkeypatch.setattr(bt, "make_workload", spy)
-    one, rec, total = bt.backtest_score({"epochs": 2}, seeds=[0])
-    assert seen == [120], "the backtest must never see the 24 test months"
-    assert total == pytest.approx(one + rec) and one > 0 and rec > 0
+    monkeypatch.setattr(forecast, "make_workload", spy)
+    result = backtest.backtest_score({"epochs": 2}, seeds=[0, 1], backend="numpy")
+    assert seen == [120, 120], "the backtest must never see the 24 test months"
+    assert result["score"] == pytest.approx(result["one-step"] + result["24-step"])
+    assert result["one-step"] > 0 and result["ensemble"]["24-step"] > 0
+
+
+def fake_score(setting):
+    """Lowest for hidden 8, lr 0.2; the 24-month window helps, the other stage-2 changes do not."""
+    total = (setting["hidden"] == 16) + (setting["lr"] == 0.1) + 0.5 * setting["early_stopping"] \
+        - 0.25 * (setting.get("seq_len") == 24) + 3 * ("transform" in setting or "clip_norm" in setting)
+    return {"one-step": total, "24-step": 0.0, "score": total, "ensemble": {"one-step": 0.0, "24-step": 0.0}}
+
+
+def test_the_backtest_search_keeps_the_best_grid_setting_and_only_changes_that_help():
+    def score(setting):   # lowest for hidden 8, lr 0.2, equal for both caps; the 24-month window helps, nothing else
+        total = (setting["hidden"] == 16) + (setting["lr"] == 0.1) + 0.5 * (not setting["early_stopping"]) \
+            - 0.25 * (setting.get("seq_len") == 24) + 3 * ("transform" in setting or "clip_norm" in setting)
+        return {"one-step": total, "24-step": 0.0, "score": total, "ensemble": {"one-step": 0.0, "24-step": 0.0}}
+    lines = []
+    chosen, result = backtest.search(score, echo=lines.append)
+    assert chosen == {"hidden": 8, "lr": 0.2, "batch_size": 8, "forget_bias": 0.0, "epochs": 300,
+                      "early_stopping": True, "seq_len": 24}, "the tie between 300 and 600 epochs goes to 300"
+    assert result["score"] == -0.25
+    assert len(lines) == 1 + len(backtest.grid_settings()) + 1 + len(backtest.CHANGES) + 1
+    assert len(backtest.grid_settings()) == 48 and lines[-1].startswith("chosen: hidden 8, lr 0.2")
+
+
+def test_the_backtest_help_answers_without_searching(monkeypatch, capsys):
+    monkeypatch.setattr(backtest, "search", lambda *a, **k: pytest.fail("--help started the search"))
+    with pytest.raises(SystemExit) as exit_info:
+        backtest.main(["--help"])
+    assert exit_info.value.code == 0 and "usage: python -m reports.backtest" in capsys.readouterr().out
+
+
+def test_the_backtest_refuses_an_unknown_backend_before_searching(monkeypatch, capsys):
+    monkeypatch.setattr(backtest, "search", lambda *a, **k: pytest.fail("the search started"))
+    assert backtest.main(["--backend", "abacus"]) == 2
+    assert "unknown backend 'abacus'" in capsys.readouterr().err
