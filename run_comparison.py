@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--save-params", metavar="FILE.npz",
         help="save the numpy reference's final weights there after training (a new .npz file in an existing "
              "folder; never overwritten; any backend can start from it) (default: not saved)")
+    add("--transform", choices=("auto", "log", "none"), default=None,
+        help="light only: take logarithms of the series (log), not (none), or only when every value is positive "
+             "(auto); the run says which was used (default: auto)")
     add("--seed", type=non_negative_int, default=0,
         help="seed of the initial weights, the minibatch order and synthetic data (default: 0)")
     add("--kernel-version", type=positive_int, metavar="V",
@@ -161,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for the JSON and CSV results (default: reports/results/ of this checkout)")
     add("--report", action="store_true",
         help="after the run, build the course report (figures and REPORT.md in reports/) from the newest "
-             "results files in the results folder and a 5-seed forecast run, as python -m reports does "
+             "results files in the results folder and a 10-seed forecast run, as python -m reports does "
              "(default: off)")
     add("--full-log", action="store_true",
         help="print every epoch's losses (default: the first and last epochs and every k-th, 10 to 20 lines; "
@@ -215,6 +218,8 @@ def build_workloads(args) -> list[tuple[str, int | None, object]]:
     series = load_series(args.data, args.column) if args.data else None
     overrides = {"hidden": args.hidden, "batch_size": args.batch_size, "lr": args.lr, "epochs": args.epochs,
                  "samples": args.samples, "seq_len": args.seq_len}
+    if args.transform is not None:
+        overrides["transform"] = args.transform      # make_workload refuses it for other workloads
     options = {"threads": args.threads, **config_options(args)}
     if args.sweep is None or args.sweep[0] == THREADS:
         return [("main", None, make_workload(args.workload, seed=args.seed, series=series, **overrides, **options))]
@@ -379,6 +384,9 @@ def run(args, say, progress: Progress) -> int:
     check_blas_threads(args.blas_threads)
     counts = thread_counts(args)
     points = build_workloads(args)
+    pipeline = getattr(points[0][2], "pipeline", None)
+    if getattr(pipeline, "transform", None):
+        say(f"light transform: {pipeline.transform} ({pipeline.transform_reason})")
     initial, initial_record = None, None
     if args.init_params is not None:
         initial, initial_record = load_initial_params(args.init_params, [(label, w) for label, _, w in points],

@@ -86,7 +86,7 @@ def test_synthetic_windows_are_deterministic_and_sized():
 
 def test_workloads_have_the_documented_shapes():
     assert make_workload("seed").shapes == {"N_train": 59, "N_valid": 7, "T": 11, "D": 3, "H": 50, "Y": 3, "B": 7}
-    assert make_workload("light").shapes == {"N_train": 95, "N_valid": 12, "T": 12, "D": 1, "H": 16, "Y": 1, "B": 8}
+    assert make_workload("light").shapes == {"N_train": 95, "N_valid": 12, "T": 12, "D": 1, "H": 16, "Y": 1, "B": 16}
     heavy = make_workload("heavy")
     assert heavy.shapes == {"N_train": 4096, "N_valid": 455, "T": 32, "D": 1, "H": 128, "Y": 1, "B": 128}
     assert make_workload("gpu", samples=64, seq_len=8).shapes["H"] == 512

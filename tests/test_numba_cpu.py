@@ -284,7 +284,7 @@ def test_phases_match_reference_and_leave_params(upto):
 
 
 def test_non_finite_loss_stops_updates_like_reference():
-    w = make_workload("light", batch_size=16)      # fixed here: the poisoned sample must fall in minibatch 2
+    w = make_workload("light")
     X = w.data.X_train.copy()
     order = epoch_orders(X.shape[0], 1, 0)[0]
     X[order[40]] = np.nan                          # poisons minibatch 2 (batch size 16)

@@ -49,13 +49,13 @@ def test_clipping_bounds_every_step():
 
 def test_training_lowers_the_loss_substantially():
     # Measured (init seed 0, default lr): seed 1.103 -> 0.957 after 50 epochs (ln 3 = 1.099 is chance);
-    # light (H=16, B=8, lr 0.2) 1.101 -> 0.186 after 50 epochs, 0.020 after its default 300.
+    # light (H=16, lr 0.1) 1.062 -> 0.791 after 50 epochs, 0.089 after its default 300.
     seed = make_workload("seed", epochs=50)
     h = L.train(L.init_params(*seed.sizes, seed=0), seed.data, seed.config)
     assert h.train_loss[0] > 1.09 and h.train_loss[-1] < 0.97
     light = make_workload("light", epochs=50)
     h = L.train(L.init_params(*light.sizes, seed=0), light.data, light.config)
-    assert h.train_loss[0] > 1.0 and h.train_loss[-1] < 0.25
+    assert h.train_loss[0] > 1.0 and h.train_loss[-1] < 0.82
 
 
 def test_same_seed_same_history_bitwise_and_another_seed_differs():

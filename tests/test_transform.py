@@ -82,3 +82,16 @@ def test_a_series_that_grows_by_the_same_amount_has_no_variation_to_scale_withou
         LightPipeline.fit(np.arange(-20.0, 60.0))
     with pytest.raises(UserError, match="changes by the same factor every month"):
         LightPipeline.fit(1.01 ** np.arange(80.0))
+
+
+def test_the_harness_takes_transform_and_says_which(tmp_path, capsys):
+    import run_comparison
+    series = tmp_path / "counts.csv"
+    series.write_text("month,count\n" + "".join(f"{i},{(i * 7) % 23}\n" for i in range(80)))   # zeros in it
+    argv = ["--workload", "light", "--data", str(series), "--column", "count", "--epochs", "1", "--backends",
+            "numpy", "--repeats", "1", "--out", str(tmp_path / "out")]
+    assert run_comparison.main(argv) == 0
+    assert "light transform: none (auto:" in capsys.readouterr().out
+    assert run_comparison.main(argv + ["--transform", "log"]) == 2
+    assert run_comparison.main(["--workload", "seed", "--transform", "none", "--out", str(tmp_path / "o2")]) == 2
+    assert "applies to light only" in capsys.readouterr().err
