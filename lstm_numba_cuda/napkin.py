@@ -455,6 +455,16 @@ def predict(version: int, z: Sizes, n_train: int, n_valid: int, batch_size: int,
     return prediction
 
 
+def setting_here(dtype, task: str) -> Setting:
+    """v4 as this machine runs it: on a GPU its own launch mode and the resident blocks of its cooperative
+    kernel (compiled for dtype and task); elsewhere the GPU default with the default plan."""
+    from .device import gpu_present
+    from .v4 import UnitSlices, cooperative_capacity
+    if not gpu_present():
+        return Setting()
+    return Setting(UnitSlices.runs_cooperative(), lambda p: cooperative_capacity(dtype, task, p))
+
+
 def predict_workload(version: int, workload, dtype, setting: Setting = Setting()) -> dict:
     """``predict`` at a data.workloads Workload's shapes and task."""
     shapes = workload.shapes
