@@ -4,7 +4,7 @@
     Plan(workloads, entries)          every (workload, entry) pair and what became of it: timed, skipped
                                       with the reason, failed, or not reached (the run stopped first)
     estimated_cost(epoch_s, ...)      seconds to compile, train and time one entry
-    choose(costs, seconds)            the entries that fit, cheapest first, and why each other one does not
+    choose(costs, seconds, rank)      the entries that fit, by rank then cheapest first, and why not the others
     trim_rounds(entries, ...)         the timing rounds cut to the budget: phases first, then entries
 
 An entry is a CPU or peer baseline ("numpy", "numba_cpu", "torch") or a CUDA version ("numba_cuda v3").
@@ -94,11 +94,12 @@ def estimated_cost(epoch_seconds: float, training_epochs: int, repeats: int, pha
     return compile_seconds + training_epochs * epoch_seconds + repeats * epoch_seconds * (2 if phases else 1)
 
 
-def choose(costs: dict[str, float], seconds: float) -> tuple[list[str], dict[str, str]]:
-    """The entries whose costs fit in ``seconds`` together, taken cheapest first (so that one slow entry
-    does not crowd out several fast ones), and for each other entry the reason it does not fit."""
+def choose(costs: dict[str, float], seconds: float, rank=lambda entry: 0) -> tuple[list[str], dict[str, str]]:
+    """The entries whose costs fit in ``seconds`` together, taken by ``rank(entry)`` (lowest first: what the run
+    is for), and cheapest first within a rank (so that one slow entry does not crowd out several fast ones);
+    for each other entry the reason it does not fit."""
     chosen, reasons, used = [], {}, 0.0
-    for entry in sorted(costs, key=costs.get):
+    for entry in sorted(costs, key=lambda e: (rank(e), costs[e])):
         if used + costs[entry] <= seconds:
             chosen.append(entry)
             used += costs[entry]

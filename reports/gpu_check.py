@@ -22,7 +22,8 @@ workload and dtype (the measured epoch as a multiple of the prediction, and the 
 peak its FLOPs reach), recorded as the result's ``napkin``.
 
 A time budget, ``--max-seconds S`` (from the start, the validation included): before each workload
-the entries (baselines and versions) that fit are chosen, cheapest first, from estimated costs
+the entries that fit are chosen (the versions first, then numpy, then the other baselines; cheapest
+first within each) from estimated costs
 (reports/gpu_budget.py); the others are skipped with the reason; the timing rounds stop early when
 another would not fit. Each workload's results files are written the moment its rounds end, so a
 failure, Ctrl-C or SIGTERM later loses none of them: the run then ends with one line saying what
@@ -332,7 +333,9 @@ def time_workload(s: Session, name: str) -> Timing:
     params = workload.initial_params(s.args.dtype)
     predicted = predictions(workload, s.args.versions, s.args.dtype)
     costs = entry_costs(s, workload, predicted)
-    chosen, reasons = gpu_budget.choose(costs, s.budget.left())
+    # the versions first (what the run is for), then the reference every speedup divides, then the rest
+    chosen, reasons = gpu_budget.choose(costs, s.budget.left(),
+                                        rank=lambda e: 0 if e.startswith(CUDA) else 1 if e == REFERENCE else 2)
     if not any(entry.startswith(CUDA) for entry in chosen):
         reasons.update({entry: "no CUDA version of this workload fits the budget, so there is nothing to compare "
                                "it with" for entry in chosen})

@@ -213,10 +213,14 @@ def test_budget_counts_from_its_start_on_its_clock():
 
 
 def test_choose_takes_the_cheapest_entries_that_fit_and_says_why_not_the_others():
-    chosen, reasons = gpu_budget.choose({"numpy": 50.0, "numba_cuda v3": 300.0, "numba_cuda v4": 40.0}, 100.0)
+    costs = {"numpy": 50.0, "numba_cuda v3": 300.0, "numba_cuda v4": 40.0}
+    chosen, reasons = gpu_budget.choose(costs, 100.0)
     assert chosen == ["numpy", "numba_cuda v4"]                      # in their own order, 90 s of 100
     assert list(reasons) == ["numba_cuda v3"] and "needs about 300 s" in reasons["numba_cuda v3"]
     assert "10 s of the budget are left" in reasons["numba_cuda v3"]
+    costs["numba_cuda v1"] = 55.0                                   # ranked first, the versions crowd out numpy
+    chosen, reasons = gpu_budget.choose(costs, 100.0, rank=lambda entry: 0 if entry.startswith("numba_cuda") else 1)
+    assert chosen == ["numba_cuda v4", "numba_cuda v1"] and set(reasons) == {"numpy", "numba_cuda v3"}
 
 
 def test_trim_rounds_drops_the_phases_first_then_the_costliest_entries():
@@ -324,3 +328,15 @@ def test_gpu_check_and_what_it_imports_run_without_threadpoolctl():
                           env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1"})
     assert done.returncode == 0, done.stderr
     assert "needs threadpoolctl: pip install threadpoolctl" in done.stdout
+
+
+def test_sigterm_ends_a_gpu_check_run_as_ctrl_c_does():
+    import os
+    import signal
+    import time
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        with gpu_check.sigterm_interrupts():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)                  # the handler raises at the next bytecode
+    assert signal.getsignal(signal.SIGTERM) is before
