@@ -344,9 +344,11 @@ def time_workload(s: Session, name: str) -> Timing:
         s.plan.skip(name, entry, reason, costs[entry])
     baselines, versions, entries = {}, {}, []
     for entry in chosen:
-        if not s.budget.fits(costs[entry]):      # the entries before it took longer than estimated
-            s.plan.skip(name, entry, f"needs about {costs[entry]:.0f} s to train and time; "
-                                     f"{max(s.budget.left(), 0):.0f} s of the budget were left", costs[entry])
+        rounds_ahead = s.args.repeats * sum(e.expected_seconds for e in entries)    # of the entries trained so far
+        if not s.budget.fits(costs[entry] + rounds_ahead):      # the entries before it took longer than estimated
+            left = max(s.budget.left() - rounds_ahead, 0)
+            s.plan.skip(name, entry, f"needs about {costs[entry]:.0f} s to train and time; {left:.0f} s of the "
+                                     f"budget were left", costs[entry])
             continue
         s.in_progress.append((name, entry))
         entries.append(train_entry(s, workload, params, entry, baselines, versions, predicted))

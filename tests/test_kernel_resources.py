@@ -125,3 +125,18 @@ def test_every_kernel_compiles_for_a_real_gpu_and_reports_its_resources(tmp_path
     assert persistent["dynamic_shared_bytes"]["gpu"] == (6 * 512 + 1) * 4 and persistent["threads"] == 256
     assert by_name[4, "forward_kernel", "float32", "regression"]["dynamic_shared_bytes"]["gpu"] == 4 * 4 * 512 * 4
     assert by_name[1, "matmul", "float32", None]["fma"] > 0
+
+
+def test_ptxas_comes_from_the_path_else_from_the_nvcc_wheel_and_says_which(tmp_path, monkeypatch):
+    wheel = tmp_path / "nvidia" / "cu13" / "bin"
+    wheel.mkdir(parents=True)
+    (wheel / "ptxas").write_text("#!/bin/sh\necho 'Cuda compilation tools, release 13.0, V13.0.88'\n")
+    (wheel / "ptxas").chmod(0o755)
+    monkeypatch.setattr(ptx_check.shutil, "which", lambda name: None)
+    monkeypatch.setattr(ptx_check.site, "getsitepackages", lambda: [str(tmp_path)])
+    monkeypatch.setattr(ptx_check.sys, "path", [])
+    assert ptx_check.find_ptxas() == {"path": str(wheel / "ptxas"), "source": "nvidia-cuda-nvcc wheel",
+                                      "version": "13.0 V13.0.88"}
+    monkeypatch.setattr(ptx_check.site, "getsitepackages", lambda: [str(tmp_path / "elsewhere")])
+    monkeypatch.setattr(ptx_check.site, "getusersitepackages", lambda: str(tmp_path / "elsewhere"))
+    assert ptx_check.find_ptxas() is None
