@@ -9,7 +9,10 @@ The package is shared device code, one file per kernel version, the trainer and 
     version_base.py  what versions share on the host (device-resident run, workspaces, the interface)
     trainer.py       the registry of versions and the CudaTrainer that runs one
     device.py        GPU or simulator detection and the launcher that counts every launch and copy
-    ptx_check.py     compiles every kernel of every version for a real GPU, without one
+    ptx_check.py     compiles every kernel of every version for a real GPU, without one, and reports
+                     each build's registers, spills, shared memory and occupancy (--json, --table)
+    napkin.py        the napkin model: each version's FLOPs, bytes, launches and predicted epoch on an H200
+    h200.py          the H200's limits and occupancy rules that ptx_check and napkin compute with
 
 Kernel versions (``TrainConfig(kernel_version=N)``; ``loss_and_grads`` and ``predict`` take
 ``kernel_version=N`` too); a version keeps its number for life. Launches per minibatch of T steps:
@@ -32,19 +35,19 @@ Kernel versions (``TrainConfig(kernel_version=N)``; ``loss_and_grads`` and ``pre
     chunk of batch_size rows, 2T + 3 or T + 1; v4: per chunk 1, or T + 1 per step) and 1
     validation-loss launch; 1 h2d, 1 d2h.
 
-Which version should be fastest where (an offline model, not yet measured: the default stays
-v3 until gpu_check has timed the versions on a GPU):
-    seed, light (H <= 50, B <= 16): launch-bound; v3 (2 launches, block-local barriers only) and
-       v4 (1 launch, but 2T + 3 grid-wide barriers of a few microseconds each) are close, v3 ahead.
-    heavy (T=32, H=128, B=128) and gpu (T=64, H=512, B=512): v4. v3 re-reads all of W_hh (4H, H)
-       from L2 at every step of every sample with a warp touching 32 cache lines per load, runs
-       one block per sample and sums each gradient entry's T*B terms alone; v4 reads each W_hh
-       slice once per minibatch into shared memory and reuses every value across 4 samples in
-       registers and every h value across 4 gates, covers the GPU with 128-512 blocks, and runs
-       the gradients as a register-tiled product (predicted near 10 ms per heavy epoch against
-       v3's 38-67 ms, and about 1 s per gpu epoch against 15-30 s).
+Which version should be fastest where (napkin.py's model, a lower bound; not yet measured: the default
+stays v3 until gpu_check has timed the versions on an H200, and the README says how it will be chosen):
+    seed, light (H <= 50, B <= 16): launch-bound; v4 (one launch per minibatch, 2T + 3 grid barriers)
+       and v3 (two launches, block-local barriers only) within the model's error, near 1 ms per light epoch.
+    heavy (T=32, H=128, B=128): v3 (34 ms) a little ahead of v4 (42 ms): v4's 128 blocks of 4 warps fill a
+       quarter of the GPU and each re-reads every sample's dz (4H values) at every backward step, about
+       the bytes of v3's W_hh re-reads; v1 and v2 are bound by their per-step launches (130 ms).
+    gpu (T=64, H=512, B=512): v4 (2.7 s in float32 on the 256 blocks its 172 registers let be resident):
+       v3 and v2 re-read all of W_hh from L2 for each of 512 rows at every step (10 s), v1's 16x16 tiles
+       cost two shared loads per FMA (3.8 s).
 
-Check and time every version on a GPU:  python -m reports.gpu_check --out DIR
+Check and time every version on a GPU:  python -m reports.gpu_check --out DIR [--max-seconds 420]
+Predict every version's epoch, no GPU:  NUMBA_ENABLE_CUDASIM=0 python -m lstm_numba_cuda.napkin
 Compile every kernel for sm_90 without a GPU:  NUMBA_ENABLE_CUDASIM=0 python -m lstm_numba_cuda.ptx_check
 Without a GPU (Numba's CUDA simulator, tiny sizes):
     NUMBA_ENABLE_CUDASIM=1 PYTHONPATH=. python -m pytest tests/test_numba_cuda.py

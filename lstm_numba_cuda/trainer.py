@@ -33,7 +33,7 @@ KERNEL_VERSIONS: dict[int, type[KernelVersion]] = {
     3: PersistentKernel,
     4: UnitSlices,
 }
-DEFAULT_KERNEL_VERSION = 3   # fewest launches; not yet timed against v2 on a real GPU
+DEFAULT_KERNEL_VERSION = 3   # until gpu_check times the versions on an H200 (README: how the default is chosen)
 
 
 def check_version(version: int | None) -> int:

@@ -155,6 +155,31 @@ def plan(T: int, D: int, H: int, Y: int, nrows: int, dtype, target_blocks: int =
     return Plan(H, nrows, dtype, slices, groups, threads, parts)
 
 
+def resident_plan(T: int, D: int, H: int, Y: int, nrows: int, dtype, resident, target_blocks: int = 512,
+                  threads: int = THREADS) -> tuple[Plan, bool]:
+    """The plan of a cooperative launch and whether it can run as one: the default plan, cut to the blocks
+    that ``resident(plan)`` says can be resident at once (more units per block, fewer groups); False when
+    even the cut plan cannot be resident (the version then launches per step)."""
+    sizes = (T, D, H, Y, nrows, dtype)
+    geometry = plan(*sizes, target_blocks=target_blocks, threads=threads)
+    capacity = resident(geometry)
+    if capacity < 1:
+        return geometry, False
+    if geometry.blocks > capacity:
+        geometry = plan(*sizes, target_blocks=capacity, threads=threads)
+    return geometry, geometry.blocks <= resident(geometry)
+
+
+def cooperative_capacity(dtype, task: str, geometry: Plan) -> int:
+    """How many blocks of the cooperative kernel can be resident at once on this GPU (the simulator runs one)."""
+    if SIM:
+        return 1
+    kernel = kernels(dtype).minibatch_kernel
+    parameters = inspect.signature(kernel.py_func, eval_str=True).parameters.values()
+    compiled = kernel.compile(tuple(p.annotation.numba_type(dtype, task) for p in parameters))
+    return compiled.max_cooperative_grid_blocks(geometry.threads, geometry.shared_bytes)
+
+
 def cudadevrt_found() -> bool:
     """Whether CUDA's device runtime library is there: grid sync links it (numba-cuda's own check)."""
     from numba.cuda.cudadrv import libs
@@ -681,23 +706,13 @@ class UnitSlices(KernelVersion):
         """The plan for nrows rows and whether it runs as one cooperative launch."""
         run = self.run
         sizes = (run.T, run.D, run.H, run.Y, nrows, run.dtype)
-        geometry = plan(*sizes, target_blocks=self.target_blocks, threads=self.threads)
         if not self.runs_cooperative():
-            return geometry, False
-        capacity = self.resident_blocks(geometry)
-        if geometry.blocks > capacity:
-            geometry = plan(*sizes, target_blocks=capacity, threads=self.threads)
-        return geometry, geometry.blocks <= self.resident_blocks(geometry)
+            return plan(*sizes, target_blocks=self.target_blocks, threads=self.threads), False
+        return resident_plan(*sizes, self.resident_blocks, target_blocks=self.target_blocks, threads=self.threads)
 
     def resident_blocks(self, geometry: Plan) -> int:
         """How many blocks of the cooperative kernel can be resident at once (the simulator runs one)."""
-        if SIM:
-            return 1
-        kernel = self.kernels.minibatch_kernel
-        parameters = inspect.signature(kernel.py_func, eval_str=True).parameters.values()
-        compiled = kernel.compile(tuple(p.annotation.numba_type(self.run.dtype, self.run.task_name)
-                                        for p in parameters))
-        return compiled.max_cooperative_grid_blocks(geometry.threads, geometry.shared_bytes)
+        return cooperative_capacity(self.run.dtype, self.run.task_name, geometry)
 
     # ------------------------------------------------------------------ launch sequences
 

@@ -39,7 +39,6 @@ except ImportError:
     resource = None
 
 import numpy as np
-from threadpoolctl import threadpool_info
 
 from lstm_numpy.backends import cuda_simulator_on
 
@@ -119,7 +118,11 @@ def blas() -> dict | None:
 def blas_threads() -> int | None:
     """The threads NumPy's BLAS runs on now (threadpoolctl): the BLAS that NumPy's wheel ships where it is
     found (another package, e.g. SciPy, may load a BLAS of its own), else the largest count of any BLAS;
-    None where threadpoolctl finds none."""
+    None where threadpoolctl finds none or is not installed."""
+    try:
+        from threadpoolctl import threadpool_info   # only here: the tools run without it, the count unknown
+    except ImportError:
+        return None
     libraries = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
     # a wheel's BLAS lies in numpy.libs/ (Linux) or numpy/.dylibs/ (macOS): paths that begin as numpy's folder
     own = [lib for lib in libraries if lib.get("filepath", "").startswith(os.path.dirname(np.__file__))]

@@ -37,9 +37,9 @@ import dataclasses
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from lstm_numpy.contract import PHASES, Dataset, check_data, epoch_orders
+from lstm_numpy.errors import UserError
 from lstm_numpy.flops import epoch_flops
 
 from .census import REFERENCE, BackendStatus
@@ -106,6 +106,11 @@ def blas_pinned(threads: int | None):
     (threadpoolctl, which looks the libraries up afresh: one may have been loaded since); no change for None."""
     if threads is None:
         return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits   # only here: a run that pins no BLAS runs without it
+    except ImportError:
+        raise UserError("pinning NumPy's BLAS threads (--blas-threads, the one-thread reference) needs "
+                        "threadpoolctl: pip install threadpoolctl, or leave the BLAS threads as they are.") from None
     return threadpool_limits(limits=threads, user_api="blas")
 
 
@@ -282,15 +287,21 @@ def plan_entries(census: dict, results: dict, workload, params, *, phases: bool,
     return entries
 
 
-def run_rounds(entries: list[Timed], repeats: int, progress) -> dict[str, dict]:
+def run_rounds(entries: list[Timed], repeats: int, progress, keep_going=None) -> dict[str, dict]:
     """``repeats`` rounds, each running every entry's epoch in turn (and its phases, adjacent); returns
     {key: {"forward": [s], "backward": [s] (forward+backward), "update": [s] (full epochs), "threads": [p],
-    "setup_seconds", "host_params_seconds"}}, one value per round in each list."""
+    "setup_seconds", "host_params_seconds"}}, one value per round in each list. ``keep_going(seconds)``,
+    asked before every round after the first with the last round's seconds, may stop them early (a time budget)."""
     times = {e.key: {"forward": [], "backward": [], "update": [], "threads": []} for e in entries}
     if not entries:           # nothing timed here (every backend on the CUDA simulator)
         return times
     progress.begin("timing")
+    last_round = 0.0
     for r in range(repeats):
+        if r and keep_going is not None and not keep_going(last_round):
+            progress.say(f"timing: {r} of {repeats} rounds; the time budget does not hold another")
+            break
+        round_start = time.perf_counter()
         progress.note(f"round {r + 1}/{repeats} of one epoch per backend")
         for entry in entries[r % len(entries):] + entries[:r % len(entries)]:
             order = entry.orders[r % len(entry.orders)]
@@ -303,6 +314,7 @@ def run_rounds(entries: list[Timed], repeats: int, progress) -> dict[str, dict]:
                     entry.trainer.run_epoch(order, phase)     # returns host losses: a GPU is synchronised here
                     times[entry.key][phase].append(entry.scale * (time.perf_counter() - start))
             times[entry.key]["threads"].append(entry.trainer.stats.get("threads") or entry.threads)
+        last_round = time.perf_counter() - round_start
     for entry in entries:
         start = time.perf_counter()
         entry.trainer.host_params()

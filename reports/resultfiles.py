@@ -7,7 +7,9 @@ Every run writes two files into ``reports/results/`` (or ``--out``), with one st
 
 The bench tools write files of the same schema, one pair per workload (and thread count or kernel
 version), the stem ending in ``<workload>-cpu_bench``, ``<workload>-cpu_bench-1thread`` or
-``<workload>-gpu_check-v<N>``; their documents add ``tool`` (and gpu_check's ``validation``).
+``<workload>-gpu_check-v<N>``; their documents add ``tool`` (and gpu_check's ``validation`` and
+``budget``). gpu_check also writes ``gpu_check-validation`` (a failed validation) and ``gpu_check-plan``
+(a run with --max-seconds, or one that skipped or stopped): documents with no runs.
 
 Both files are published together by ``lstm_numpy.files.publish_files``: each is written in full to a
 temporary file in the same folder, then linked into its name, which fails rather than replaces when
@@ -86,6 +88,12 @@ machine noise:
     tool              only in the bench tools' files: "reports.cpu_bench" or "reports.gpu_check"
     validation        only in gpu_check's files: [{check, version, dtype, task, sizes, ok: bool, error}],
                       every kernel version against the reference, checked before anything is timed
+    budget            only in gpu_check's timing and plan files: {max_seconds: float | null (--max-seconds),
+                      elapsed_seconds (when the file was written), items: [{workload, entry ("numpy", "torch",
+                      "numba_cuda v3", ...), status: "timed" | "skipped" | "failed" | "not reached", reason: str |
+                      null (why skipped or failed), estimated_seconds: float | null (the planned cost to train and
+                      time it, reports/gpu_budget.py), median_epoch_seconds: float | null (timed entries)}]},
+                      what had become of every (workload, entry) pair by then
 
     run = {label: str, sweep_value: int | null,
            workload: {name, task, shapes: {N_train, N_valid, T, D, H, Y, B}, epochs, lr,
@@ -123,6 +131,14 @@ machine noise:
               agrees: bool | null (null for the reference and where not compared), mismatch: str | null,
               extrapolated_from_minibatches: int (gpu_check's CPU baselines on heavy and gpu only: timed
                      on that many minibatches and scaled to a full epoch; losses are those of the sample),
+              napkin: {...} (gpu_check's numba_cuda results only): lstm_numba_cuda.napkin's prediction for the
+                     version, workload and dtype: {version, workload, dtype, cooperative (v4: one launch per
+                     minibatch), launches_per_epoch, flops_per_step, dram_bytes_per_step, l2_bytes_per_step,
+                     onchip_bytes_per_step (a training minibatch's work / T), the same *_per_epoch,
+                     host_launch_seconds, device_seconds, device_seconds_by_limit: {compute | on-chip | L2 |
+                     DRAM | barriers: s}, predicted_epoch_seconds, bound ("launches" or the limit that takes most
+                     device time), peak_flops (the dtype's FMA peak), measured_over_predicted (median epoch /
+                     prediction), fraction_of_peak (flops_per_epoch / median epoch / peak_flops)},
               stats: {...} the backend's own facts (threads, threading_layer; device,
                      compute_capability, kernel_version, launches_per_epoch, h2d_per_epoch,
                      d2h_per_epoch, device_memory_bytes, simulator)}

@@ -106,7 +106,8 @@ def structure_problem(document: dict) -> str | None:
             or not isinstance(config.get("dtype"), str):
         return "its config lacks the workload or dtype"
     if not isinstance(runs, list) or not runs:
-        return "it holds no runs (a gpu_check whose validation failed, or an empty file): nothing to plot"
+        return ("it holds no runs (a gpu_check whose validation failed, a gpu_check plan, or an empty file): "
+                "nothing to plot")
     for run in runs:
         if not isinstance(run, dict) or not isinstance(run.get("results"), dict) \
                 or not all(isinstance(r, dict) for r in run["results"].values()):

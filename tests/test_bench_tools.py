@@ -14,7 +14,7 @@ import pytest
 
 import lstm_numpy
 from data import make_workload
-from reports import build, cpu_bench, gpu_check, machine, measuring, resultfiles
+from reports import build, cpu_bench, gpu_budget, gpu_check, machine, measuring, resultfiles
 from reports.census import BackendStatus, select_backends
 from lstm_numpy.backends import cuda_simulator_on
 
@@ -129,7 +129,8 @@ def stand_in_gpu(monkeypatch):
     def census(requested, use_simulator):
         names, statuses = select_backends(["numpy"], use_simulator)
         return names + ["numba_cuda"], {**statuses, "numba_cuda": status}
-    monkeypatch.setattr(gpu_check, "backend_status", lambda name: status)
+    no_torch = BackendStatus("torch", reason="left out of this test")
+    monkeypatch.setattr(gpu_check, "backend_status", lambda name: status if name == "numba_cuda" else no_torch)
     monkeypatch.setattr(gpu_check, "select_backends", census)
     monkeypatch.setattr(gpu_check, "cuda_simulator_on", lambda: False)
     monkeypatch.setattr(gpu_check, "matmul_gflops", lambda: measuring.matmul_gflops(n=64))
@@ -182,3 +183,160 @@ def test_gpu_check_times_nothing_after_a_failed_validation(stand_in_gpu, tmp_pat
     assert build.read_documents(tmp_path) == []                              # nothing for the report to plot
     with open(json_path.with_suffix(".csv"), newline="") as handle:
         assert len(list(csv.reader(handle))) == 1                            # the header alone
+
+
+def test_gpu_check_records_the_napkin_prediction_beside_each_cuda_timing(stand_in_gpu, tmp_path, capsys):
+    assert gpu_check.main(GPU_CHECK + ["--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("; napkin ") == 2 and "of the float64 FMA peak" in out
+    for document in build.read_documents(tmp_path):
+        cuda = document["runs"][0]["results"]["numba_cuda"]
+        napkin = cuda["napkin"]
+        assert napkin["version"] == document["config"]["kernel_version"] and napkin["workload"] == "light"
+        assert napkin["measured_over_predicted"] == pytest.approx(cuda["median_epoch_seconds"]
+                                                                  / napkin["predicted_epoch_seconds"])
+        assert napkin["fraction_of_peak"] == pytest.approx(napkin["flops_per_epoch"] / cuda["median_epoch_seconds"]
+                                                           / napkin["peak_flops"])
+        assert "napkin" not in document["runs"][0]["results"]["numpy"]
+    assert not list(tmp_path.glob("*gpu_check-plan.json"))          # no budget, nothing skipped: no plan file
+
+
+# ---------------------------------------------------------------------------- the time budget
+
+def test_budget_counts_from_its_start_on_its_clock():
+    now = [100.0]
+    budget = gpu_budget.Budget(60.0, clock=lambda: now[0])
+    now[0] = 130.0
+    assert budget.elapsed() == 30.0 and budget.left() == 30.0 - gpu_budget.MARGIN_S
+    assert budget.fits(20.0) and not budget.fits(26.0)
+    assert gpu_budget.Budget(None).left() == float("inf")
+
+
+def test_choose_takes_the_cheapest_entries_that_fit_and_says_why_not_the_others():
+    costs = {"numpy": 50.0, "numba_cuda v3": 300.0, "numba_cuda v4": 40.0}
+    chosen, reasons = gpu_budget.choose(costs, 100.0)
+    assert chosen == ["numpy", "numba_cuda v4"]                      # in their own order, 90 s of 100
+    assert list(reasons) == ["numba_cuda v3"] and "needs about 300 s" in reasons["numba_cuda v3"]
+    assert "10 s of the budget are left" in reasons["numba_cuda v3"]
+    costs["numba_cuda v1"] = 55.0                                   # ranked first, the versions crowd out numpy
+    chosen, reasons = gpu_budget.choose(costs, 100.0, rank=lambda entry: 0 if entry.startswith("numba_cuda") else 1)
+    assert chosen == ["numba_cuda v4", "numba_cuda v1"] and set(reasons) == {"numpy", "numba_cuda v3"}
+
+
+def test_trim_rounds_drops_the_phases_first_then_the_costliest_entries():
+    def entry(key, seconds):
+        return measuring.Timed(key, None, None, phases=True, expected_seconds=seconds)
+    kept, dropped, no_phases = gpu_budget.trim_rounds([entry("a", 2.0), entry("b", 4.0)], 5, 100.0)
+    assert [e.key for e in kept] == ["a", "b"] and not dropped and not no_phases       # 5 x 6 s fit
+    kept, dropped, no_phases = gpu_budget.trim_rounds([entry("a", 2.0), entry("b", 4.0)], 5, 20.0)
+    assert no_phases and [e.expected_seconds for e in kept] == [1.0, 2.0] and not dropped
+    kept, dropped, no_phases = gpu_budget.trim_rounds([entry("a", 2.0), entry("b", 40.0)], 5, 10.0)
+    assert [e.key for e in kept] == ["a"] and [e.key for e in dropped] == ["b"]          # one round of b: 20 s
+
+
+@pytest.fixture
+def two_workloads(stand_in_gpu, monkeypatch):
+    """light and a heavy small enough for the stand-in; a fake clock that advances ``step[0]`` seconds per
+    training run; ``fail[0] = (workload, version, exception)`` raises it in that version's training."""
+    now, step, fail = [0.0], [30.0], [None]
+    real_make, real_measure = gpu_check.make_workload, gpu_check.measure_backend
+
+    def small(name, **options):
+        if name == "heavy":
+            options.update(samples=96, hidden=3, batch_size=32, seq_len=4)
+        return real_make(name, **options)
+
+    def measure(status, workload, params, progress, compiled):
+        if fail[0] and (workload.name, workload.config.kernel_version) == fail[0][:2]:
+            raise fail[0][2]
+        now[0] += step[0]
+        return real_measure(status, workload, params, progress, compiled)
+    monkeypatch.setattr(gpu_check, "make_workload", small)
+    monkeypatch.setattr(gpu_check, "measure_backend", measure)
+    monkeypatch.setattr(gpu_check, "clock", lambda: now[0])
+    return step, fail
+
+
+TWO_WORKLOADS = ["--workloads", "light,heavy", "--versions", "1,2", "--repeats", "2", "--dtype", "float64"]
+
+
+def plan_of(folder) -> dict:
+    [path] = folder.glob("*_gpu_check-plan.json")
+    return {(item["workload"], item["entry"]): item for item in resultfiles.read_results(path)["budget"]["items"]}
+
+
+def test_gpu_check_skips_what_the_budget_cannot_hold_and_keeps_what_it_wrote(two_workloads, tmp_path, capsys):
+    # light's three training runs take 90 fake seconds of 100: heavy's numpy trains (no estimate says
+    # otherwise), then no version fits what is left
+    assert gpu_check.main(TWO_WORKLOADS + ["--out", str(tmp_path), "--max-seconds", "100"]) == 0
+    out = capsys.readouterr().out
+    files = sorted(p.name.split("_", 3)[-1] for p in tmp_path.glob("*.json"))
+    assert files == ["gpu_check-plan.json", "light-gpu_check-v1.json", "light-gpu_check-v2.json"]
+    plan = plan_of(tmp_path)
+    assert {key for key, item in plan.items() if item["status"] == "timed"} == {
+        ("light", "numpy"), ("light", "numba_cuda v1"), ("light", "numba_cuda v2")}
+    for version in (1, 2):
+        item = plan["heavy", f"numba_cuda v{version}"]
+        assert item["status"] == "skipped" and "of the budget were left" in item["reason"]
+        assert f"heavy  numba_cuda v{version}  skipped: " in out
+    assert plan["heavy", "numpy"]["status"] == "skipped"      # trained, but nothing to compare it with
+    document = resultfiles.read_results(next(tmp_path.glob("*_light-gpu_check-v1.json")))
+    assert document["budget"]["max_seconds"] == 100 and document["runs"][0]["results"]["numba_cuda"]["timed"]
+    assert "gpu_check: 1" in out and "of the 100 s budget used; 3 timed, 3 skipped" in out
+
+
+def test_gpu_check_leaves_out_entries_whose_estimate_does_not_fit(two_workloads, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(gpu_budget, "COMPILE_ALLOWANCE_S", {"numba_cuda": 1e6})     # no version can fit
+    two_workloads[0][0] = 0.0
+    assert gpu_check.main(TWO_WORKLOADS + ["--out", str(tmp_path), "--max-seconds", "100"]) == 0
+    plan = plan_of(tmp_path)
+    assert all(item["status"] == "skipped" for item in plan.values())
+    assert "needs about 1000" in plan["light", "numba_cuda v1"]["reason"]
+    assert "nothing to compare it with" in plan["light", "numpy"]["reason"]
+    assert [p.name for p in tmp_path.glob("*.json")] == [next(tmp_path.glob("*_gpu_check-plan.json")).name]
+
+
+@pytest.mark.parametrize("stop,code,said", [(KeyboardInterrupt(), 130, "stopped by an interrupt"),
+                                             (RuntimeError("device lost"), 4, "stopped by an error (RuntimeError")])
+def test_gpu_check_stopped_later_keeps_the_files_it_wrote(two_workloads, tmp_path, capsys, stop, code, said):
+    two_workloads[1][0] = ("heavy", 2, stop)
+    assert gpu_check.main(TWO_WORKLOADS + ["--out", str(tmp_path)]) == code
+    err = capsys.readouterr().err
+    files = sorted(p.name.split("_", 3)[-1] for p in tmp_path.glob("*.json"))
+    assert files == ["gpu_check-plan.json", "light-gpu_check-v1.json", "light-gpu_check-v2.json"]
+    assert said in err and "the 4 results files written before it stand" in err.splitlines()[-1]
+    plan = plan_of(tmp_path)
+    assert [plan["heavy", e]["status"] for e in ("numpy", "numba_cuda v1", "numba_cuda v2")] == ["failed"] * 3
+    assert plan["light", "numba_cuda v2"]["status"] == "timed"
+    for path in tmp_path.glob("*_light-gpu_check-v*.json"):
+        assert resultfiles.read_results(path)["exit_code"] == 0
+
+
+def test_gpu_check_and_what_it_imports_run_without_threadpoolctl():
+    """threadpoolctl is imported only where BLAS threads are pinned or counted; without it the count is unknown
+    and pinning is one sentence."""
+    import os
+    import subprocess
+    import sys
+    script = ("import sys; sys.modules['threadpoolctl'] = None\n"
+              "import reports.gpu_check, reports.measuring as m, reports.machine as mc\n"
+              "assert mc.blas_threads() is None and mc.describe_machine()['blas'] is not None\n"
+              "with m.blas_pinned(None): pass\n"
+              "try:\n    m.blas_pinned(1)\nexcept m.UserError as exc:\n    print(exc)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=root,
+                          env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1"})
+    assert done.returncode == 0, done.stderr
+    assert "needs threadpoolctl: pip install threadpoolctl" in done.stdout
+
+
+def test_sigterm_ends_a_gpu_check_run_as_ctrl_c_does():
+    import os
+    import signal
+    import time
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        with gpu_check.sigterm_interrupts():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)                  # the handler raises at the next bytecode
+    assert signal.getsignal(signal.SIGTERM) is before
