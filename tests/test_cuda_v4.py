@@ -17,6 +17,7 @@ from numba import cuda
 
 import lstm_numba_cuda as cu
 import lstm_numpy as ref
+from cuda_reference import reference_dout
 from lstm_numba_cuda import device, v4
 from lstm_numba_cuda.v4 import UnitSlices
 from lstm_numba_cuda.arguments import Batch, Caches, EpochState, ParamArrays, SgdSettings
@@ -35,20 +36,6 @@ def fast_simulator_thread_switching():
     sys.setswitchinterval(1e-4)
     yield
     sys.setswitchinterval(previous)
-
-
-def reference_dout(params, h, Y, task):
-    """The head's gradient on its outputs, time-major (T, B, Y) as the device stores it."""
-    out = ref.head_forward(params, h, task)
-    T, B = h.shape[0] - 1, h.shape[1]
-    dout = np.zeros((T, B, params.W_y.shape[0]))
-    if task == "regression":
-        dout[-1] = 2.0 / out.size * (out - Y)
-    else:
-        p = np.exp(ref.model.log_softmax(out))
-        p[np.arange(B)[:, None], np.arange(T)[None, :], Y] -= 1.0
-        dout[:] = (p / (B * T)).transpose(1, 0, 2)
-    return dout
 
 
 class Case:

@@ -13,6 +13,7 @@ import pytest
 from numba import cuda
 
 import lstm_numpy as ref
+from cuda_reference import reference_dout
 import lstm_numba_cuda as cu
 from lstm_numba_cuda import device, device_code, v1
 from lstm_numba_cuda.arguments import EpochState, ParamArrays, SgdSettings
@@ -53,20 +54,6 @@ def make_batch(rng, task, B=3, T=T_, D=D_, Y=Y_, dtype=np.float64):
 def make_dataset(rng, task, dtype=np.float64):
     X, Y = make_batch(rng, task, B=N_TRAIN + N_VALID, dtype=dtype)
     return ref.Dataset(X[:N_TRAIN], Y[:N_TRAIN], X[N_TRAIN:], Y[N_TRAIN:])
-
-
-def reference_dout(params, h, Y, task):
-    """The head's gradient on its outputs, time-major (T, B, Y) as the device stores it."""
-    out = ref.head_forward(params, h, task)
-    T, B = h.shape[0] - 1, h.shape[1]
-    dout = np.zeros((T, B, params.W_y.shape[0]))
-    if task == "regression":
-        dout[-1] = 2.0 / out.size * (out - Y)
-    else:
-        p = np.exp(ref.model.log_softmax(out))
-        p[np.arange(B)[:, None], np.arange(T)[None, :], Y] -= 1.0
-        dout[:] = (p / (B * T)).transpose(1, 0, 2)
-    return dout
 
 
 # ---------------------------------------------------------------------------- every kernel, every version

@@ -218,8 +218,8 @@ def test_the_committed_results_still_build(monkeypatch, tmp_path):
     monkeypatch.setattr(build, "forecast_section", stub_forecast)
     build_report(tmp_path, os.path.join("reports", "results"))
     text = (tmp_path / "REPORT.md").read_text()
-    assert "- `2026-11-21_072733_vm_heavy.json`: newest complete `heavy` float64 run" in text
-    assert "- `2026-11-21_072605_vm_heavy.json`: older than `2026-11-21_072733_vm_heavy.json`" in text
+    assert "- `2026-11-23_080545_vm_heavy.json`: newest complete `heavy` float64 run" in text
+    assert "- `2026-11-21_072605_vm_heavy.json`: older than `2026-11-23_080545_vm_heavy.json`" in text
     assert "(figures/strong-scaling-heavy-float64.png)" in text and "efficiency/thread" not in text
     assert (tmp_path / "figures" / "sweep-light-float64-hidden.pdf").exists()
 
