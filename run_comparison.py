@@ -56,27 +56,36 @@ import sys
 import traceback
 from pathlib import Path
 
-from data import make_workload
-from data.series import load_series
-from data.workloads import DEFAULTS, WORKLOADS
-from lstm_numpy.backends import BACKENDS
-from lstm_numpy.errors import NonFiniteLossError, UserError
-from lstm_numpy.flops import epoch_flops
-from lstm_numpy.params import save_params
-from reports import machine as machine_facts
-from reports.build import build_report
-from reports.census import REFERENCE, check_threads, select_backends
-from reports.checkpoints import check_save_path, load_initial_params
-from reports.console import Progress, print_loss_log, print_scaling, print_sweep, print_timing
-from reports.measuring import (apply_rounds, blas_pinned, derived_rates, labelled_results, matmul_gflops,
-                               measure_backend, noise_report, plan_entries, run_rounds, scaling_record)
-from reports.options import OneSentenceParser, backend_list, non_negative_int, positive_float, positive_int
-from reports import resultfiles
-from reports.resultfiles import config_record, default_results_dir as default_out_dir, results_document, run_record
-from lstm_numpy.backends import enable_cuda_simulator
-from reports.sweep import SWEEP_OPTION, THREADS, sweep_spec, sweep_summary
-from reports.verdict import compare_with_reference, verdict_line, verdict_record
+if __name__ == "__main__" and not __package__:
+    # `python run_comparison.py` in a checkout: this folder is the parallel_lstm package (which an install
+    # maps onto it too), so the checkout's own code runs whether or not the project is installed.
+    import types
+    sys.modules["parallel_lstm"] = types.ModuleType("parallel_lstm")
+    sys.modules["parallel_lstm"].__path__ = [os.path.dirname(os.path.abspath(__file__))]
 
+from parallel_lstm.data import make_workload
+from parallel_lstm.data.series import load_series
+from parallel_lstm.data.workloads import DEFAULTS, WORKLOADS
+from parallel_lstm.lstm_numpy.backends import BACKENDS
+from parallel_lstm.lstm_numpy.errors import NonFiniteLossError, UserError
+from parallel_lstm.lstm_numpy.flops import epoch_flops
+from parallel_lstm.lstm_numpy.params import save_params
+from parallel_lstm.reports import machine as machine_facts
+from parallel_lstm.reports.build import build_report
+from parallel_lstm.reports.census import REFERENCE, check_threads, select_backends
+from parallel_lstm.reports.checkpoints import check_save_path, load_initial_params
+from parallel_lstm.reports.commands import prog
+from parallel_lstm.reports.console import Progress, print_loss_log, print_scaling, print_sweep, print_timing
+from parallel_lstm.reports.measuring import (apply_rounds, blas_pinned, derived_rates, labelled_results, matmul_gflops,
+                               measure_backend, noise_report, plan_entries, run_rounds, scaling_record)
+from parallel_lstm.reports.options import OneSentenceParser, backend_list, non_negative_int, positive_float, positive_int
+from parallel_lstm.reports import resultfiles
+from parallel_lstm.reports.resultfiles import config_record, default_results_dir as default_out_dir, results_document, run_record
+from parallel_lstm.lstm_numpy.backends import enable_cuda_simulator
+from parallel_lstm.reports.sweep import SWEEP_OPTION, THREADS, sweep_spec, sweep_summary
+from parallel_lstm.reports.verdict import compare_with_reference, verdict_line, verdict_record
+
+PROG = prog("compare")       # the name usage lines and errors use; python run_comparison.py runs the same
 MATMUL_N = 2048              # the reference matmul's size (tests shrink it)
 LONG_TIMING_S = 60.0         # say how long the timing rounds will take when it is longer than this
 DEFAULT_REPEATS = 5          # timing rounds (tests lower it)
@@ -91,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                       + (f" forget-bias={fb}" if fb else "")
                       for name, (task, H, B, lr, epochs, N, T, fb) in DEFAULTS.items())
     parser = OneSentenceParser(
-        prog="run_comparison.py",
+        prog=PROG,
         description="Train every backend on one workload, check that their losses agree with the NumPy\n"
                     "reference, time them, and write JSON and CSV results.",
         epilog=f"workload defaults (an option overrides them):\n{table}\n\n"
@@ -164,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder for the JSON and CSV results (default: reports/results/ of this checkout)")
     add("--report", action="store_true",
         help="after the run, build the course report (figures and REPORT.md in reports/) from the newest "
-             "results files in the results folder and a 10-seed forecast run, as python -m reports does "
+             "results files in the results folder and a 10-seed forecast run, as parallel-lstm report does "
              "(default: off)")
     add("--full-log", action="store_true",
         help="print every epoch's losses (default: the first and last epochs and every k-th, 10 to 20 lines; "
@@ -240,7 +249,7 @@ def check_kernel_version(version: int, names: list[str]) -> None:
     if "numba_cuda" not in names:
         raise UserError(f"--kernel-version {version} selects a CUDA kernel version, but numba_cuda does not run here; "
                         f"add --backends numba_cuda (with --cuda-simulator on a machine without a GPU) or drop it.")
-    from lstm_numba_cuda import KERNEL_VERSIONS    # numba_cuda runs, so importing it (and Numba) is due anyway
+    from parallel_lstm.lstm_numba_cuda import KERNEL_VERSIONS    # numba_cuda runs, so importing it (and Numba) is due anyway
     if version not in KERNEL_VERSIONS:
         raise UserError(f"--kernel-version {version} does not exist; choose one of "
                         f"{', '.join(map(str, sorted(KERNEL_VERSIONS)))}.")
@@ -285,7 +294,7 @@ def train_point(label: str, workload, params, names: list[str], census: dict, ar
                 raise NonFiniteLossError(f"{name}{where}: {exc}", exc.epoch, exc.minibatch) from None
             # the reference trained cleanly, so a diverging backend disagrees with it (exit 1)
             failed[name] = str(exc)
-            print(f"run_comparison.py: {name}{where}: {exc}", file=sys.stderr)
+            print(f"{PROG}: {name}{where}: {exc}", file=sys.stderr)
             mismatches.append({"backend": name, "label": label,
                                "message": f"{name}{where} diverged where the reference did not: {exc}"})
         except UserError:
@@ -294,7 +303,7 @@ def train_point(label: str, workload, params, names: list[str], census: dict, ar
             if name == REFERENCE:
                 raise
             failed[name] = traceback.format_exc()
-            print(f"run_comparison.py: {name}{where} failed:\n{failed[name]}", file=sys.stderr)
+            print(f"{PROG}: {name}{where} failed:\n{failed[name]}", file=sys.stderr)
             mismatches.append({"backend": name, "label": label,
                                "message": f"{name}{where} raised {type(exc).__name__}: {exc}"})
     return results, histories, failed, mismatches
@@ -464,13 +473,13 @@ def main(argv=None) -> int:
             say(f"report: {build_report(default_out_dir().parent, args.out or default_out_dir())}")
         return code
     except UserError as exc:
-        print(f"run_comparison.py: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except NonFiniteLossError as exc:
-        print(f"run_comparison.py: {exc}", file=sys.stderr)
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_DIVERGED
     except KeyboardInterrupt:          # results are published whole or not at all (lstm_numpy.files)
-        print("run_comparison.py: interrupted; results files are written whole or not at all, so none is half-written.",
+        print(f"{PROG}: interrupted; results files are written whole or not at all, so none is half-written.",
               file=sys.stderr)
         return EXIT_INTERRUPTED
 

@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from lstm_numpy.errors import UserError
+from parallel_lstm.lstm_numpy.errors import UserError
 
 from .series import check_series
 

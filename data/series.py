@@ -12,8 +12,8 @@ import re
 import numpy as np
 import pandas as pd
 
-from lstm_numpy.errors import UserError
-from lstm_numpy.files import check_input_file
+from parallel_lstm.lstm_numpy.errors import UserError
+from parallel_lstm.lstm_numpy.files import check_input_file
 
 AIRPASSENGERS = "AirPassengers.csv"
 # Digits with an optional sign, decimal dot and exponent: what every CSV writer emits for a number.

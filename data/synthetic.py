@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstm_numpy.errors import UserError
-from lstm_numpy.memory import check_fits
-from lstm_numpy.params import check_seed, check_sizes
+from parallel_lstm.lstm_numpy.errors import UserError
+from parallel_lstm.lstm_numpy.memory import check_fits
+from parallel_lstm.lstm_numpy.params import check_seed, check_sizes
 
 
 def synthetic_series(length: int, seed: int = 0) -> np.ndarray:

@@ -15,10 +15,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from lstm_numpy.errors import UserError
-from lstm_numpy.memory import check_fits, training_bytes
-from lstm_numpy.params import Params, check_sizes, init_params
-from lstm_numpy.contract import Dataset, TrainConfig
+from parallel_lstm.lstm_numpy.errors import UserError
+from parallel_lstm.lstm_numpy.memory import check_fits, training_bytes
+from parallel_lstm.lstm_numpy.params import Params, check_sizes, init_params
+from parallel_lstm.lstm_numpy.contract import Dataset, TrainConfig
 
 from .light import LightPipeline
 from .seed import seed_dataset
@@ -29,7 +29,7 @@ WORKLOADS = ("seed", "light", "heavy", "gpu")
 
 # name: (task, hidden, batch, lr, epochs, samples, seq_len, forget_bias);
 # samples/seq_len None = fixed by the data. The light settings were chosen by a backtest
-# inside the months before the test period (python -m reports.backtest); the test months
+# inside the months before the test period (parallel-lstm backtest); the test months
 # never took part.
 # The 10-seed backtest of 2026-11-23 scored lr 0.2, B=8 with early stopping best (reports/backtest.py),
 # but that setting trains chaotically: for 4 of 10 seeds the backends' float64 trajectories separate

@@ -9,9 +9,9 @@ the reference's (only the kernels differ):
     train(params, data, config, progress=None) -> History         lstm_numpy.train_with(make_trainer, ...)
     is_available(), describe()
 
-Threads: config.threads, else NUMBA_NUM_THREADS. ``python -m reports.cpu_bench`` times it.
+Threads: config.threads, else NUMBA_NUM_THREADS. ``parallel-lstm bench`` times it.
 """
-from lstm_numpy import Params, init_params, train_with
+from parallel_lstm.lstm_numpy import Params, init_params, train_with
 
 from .trainer import describe, is_available, loss_and_grads, make_trainer, predict
 

@@ -36,7 +36,7 @@ from numba.extending import intrinsic, overload
 SERIAL = dict(cache=True, error_model="numpy")   # numpy error model: no ZeroDivision branch in loops
 PARALLEL = dict(SERIAL, parallel=True)
 
-from lstm_numpy.contract import BACKWARD, CLASSIFICATION, FORWARD, REGRESSION, UPDATE  # noqa: F401 (codes read by kernels)
+from parallel_lstm.lstm_numpy.contract import BACKWARD, CLASSIFICATION, FORWARD, REGRESSION, UPDATE  # noqa: F401 (codes read by kernels)
 
 
 class Workspace(NamedTuple):

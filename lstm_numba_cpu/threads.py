@@ -19,7 +19,7 @@ import time
 
 import numba
 
-from lstm_numpy.errors import UserError
+from parallel_lstm.lstm_numpy.errors import UserError
 
 WINDOW_S = 0.2       # re-decide at most this often: /proc/stat counts in 10 ms ticks
 FIRST_WINDOW_S = 0.05

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from lstm_numpy import Params, batch_bounds
-from lstm_numpy.contract import Dataset, TrainConfig, check_batch, check_data, check_phase, check_task, loss_terms
+from parallel_lstm.lstm_numpy import Params, batch_bounds
+from parallel_lstm.lstm_numpy.contract import Dataset, TrainConfig, check_batch, check_data, check_phase, check_task, loss_terms
 
 from . import kernels
 from .threads import ThreadPolicy

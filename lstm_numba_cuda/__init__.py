@@ -46,16 +46,16 @@ stays v3 until gpu_check has timed the versions on an H200, and the README says 
        v3 and v2 re-read all of W_hh from L2 for each of 512 rows at every step (10 s), v1's 16x16 tiles
        cost two shared loads per FMA (3.8 s).
 
-Check and time every version on a GPU:  python -m reports.gpu_check --out DIR [--max-seconds 420]
-Predict every version's epoch, no GPU:  NUMBA_ENABLE_CUDASIM=0 python -m lstm_numba_cuda.napkin
-Compile every kernel for sm_90 without a GPU:  NUMBA_ENABLE_CUDASIM=0 python -m lstm_numba_cuda.ptx_check
+Check and time every version on a GPU:  parallel-lstm gpu-check --out DIR [--max-seconds 420]
+Predict every version's epoch, no GPU:  NUMBA_ENABLE_CUDASIM=0 parallel-lstm napkin
+Compile every kernel for sm_90 without a GPU:  NUMBA_ENABLE_CUDASIM=0 parallel-lstm ptx-check
 Without a GPU (Numba's CUDA simulator, tiny sizes):
     NUMBA_ENABLE_CUDASIM=1 PYTHONPATH=. python -m pytest tests/test_numba_cuda.py
 
 Entry points are those of lstm_numpy (see its docstring); ``predict`` also takes kernel_version.
 """
-from lstm_numpy import Params, init_params
-from lstm_numpy.contract import train_with
+from parallel_lstm.lstm_numpy import Params, init_params
+from parallel_lstm.lstm_numpy.contract import train_with
 
 from .device import NO_GPU_MESSAGE, is_available, simulator_enabled
 from .trainer import DEFAULT_KERNEL_VERSION, KERNEL_VERSIONS, CudaTrainer, loss_and_grads, make_trainer, predict

@@ -13,8 +13,8 @@ from numba import cuda
 from numba.cuda.core.errors import NumbaPerformanceWarning
 from numba.cuda.cudadrv.devicearray import is_cuda_ndarray
 
-from lstm_numpy.backends import cuda_simulator_on
-from lstm_numpy.errors import UserError
+from parallel_lstm.lstm_numpy.backends import cuda_simulator_on
+from parallel_lstm.lstm_numpy.errors import UserError
 
 # numba-cuda warns whenever a launch configuration of fewer than 128 blocks is made. Ours are small
 # on purpose: the one-block deterministic reductions (loss, clip scale) and the tiny test sizes.

@@ -29,7 +29,7 @@ import numpy as np
 from numba import cuda
 from numba.np.numpy_support import as_dtype
 
-from lstm_numpy.contract import CLASSIFICATION, REGRESSION
+from parallel_lstm.lstm_numpy.contract import CLASSIFICATION, REGRESSION
 
 from .arguments import BATCH, CACHES, EPOCH, FLOATS_1D, FLOATS_3D, INT, PARAMS, REAL, SGD
 from .device import simulator_enabled

@@ -1,6 +1,6 @@
 """Napkin math for the CUDA kernel versions: what an epoch costs each of them on an H200, before timing it.
 
-    NUMBA_ENABLE_CUDASIM=0 python -m lstm_numba_cuda.napkin [--resources FILE] [--workloads light,heavy,gpu]
+    NUMBA_ENABLE_CUDASIM=0 parallel-lstm napkin [--resources FILE] [--workloads light,heavy,gpu]
 
 prints, for every version x workload x dtype, the FLOPs and the bytes moved from DRAM, L2 and on-chip
 memory per time step, the launches per epoch, and the epoch time the H200's limits allow (h200.py);
@@ -47,11 +47,14 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from lstm_numpy.contract import CLASSIFICATION, TASK_CODES, batch_bounds
+from parallel_lstm.lstm_numpy.contract import CLASSIFICATION, TASK_CODES, batch_bounds
+from parallel_lstm.reports.commands import prog
 
 from . import h200
 from .device_code import BLOCK, REDUCE_THREADS, TILE, blocks
 from .device import simulator_enabled
+
+PROG = prog("napkin")
 
 WARP = h200.WARP
 # shared-memory and L1 loads per FMA of each inner loop (see the module docstring)
@@ -508,7 +511,7 @@ def table(predictions: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lstm_numba_cuda.napkin", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
                         help=f"comma-separated workloads (default: {','.join(WORKLOADS)})")
     parser.add_argument("--resources", metavar="FILE",
@@ -516,15 +519,15 @@ def main(argv=None) -> int:
                              "let be resident (without it v4's default plan is assumed resident)")
     args = parser.parse_args(argv)
     if simulator_enabled():
-        print("napkin: the CUDA simulator is on, whose launch geometry is not the GPU's; run with "
+        print(f"{PROG}: the CUDA simulator is on, whose launch geometry is not the GPU's; run with "
               "NUMBA_ENABLE_CUDASIM=0.", file=sys.stderr)
         return 2
-    from data.workloads import WORKLOADS as KNOWN, make_workload
-    from lstm_numpy.errors import UserError
+    from parallel_lstm.data.workloads import WORKLOADS as KNOWN, make_workload
+    from parallel_lstm.lstm_numpy.errors import UserError
     names = [name.strip() for name in args.workloads.split(",") if name.strip()]
     unknown = [name for name in names if name not in KNOWN]
     if unknown or not names:
-        print(f"napkin: unknown workload {unknown[0] if unknown else '(none)'!r}; choose from {', '.join(KNOWN)}.",
+        print(f"{PROG}: unknown workload {unknown[0] if unknown else '(none)'!r}; choose from {', '.join(KNOWN)}.",
               file=sys.stderr)
         return 2
     resources = None
@@ -533,8 +536,8 @@ def main(argv=None) -> int:
             with open(args.resources, encoding="utf-8") as handle:
                 resources = json.load(handle)
         except (OSError, ValueError) as exc:
-            print(f"napkin: cannot read --resources {args.resources} ({exc}); write it with "
-                  f"python -m lstm_numba_cuda.ptx_check --json FILE.", file=sys.stderr)
+            print(f"{PROG}: cannot read --resources {args.resources} ({exc}); write it with "
+                  f"parallel-lstm ptx-check --json FILE.", file=sys.stderr)
             return 2
     predictions = []
     try:
@@ -545,7 +548,7 @@ def main(argv=None) -> int:
                 for version in sorted(MODELS):
                     predictions.append(predict_workload(version, workload, dtype, Setting(True, resident)))
     except UserError as exc:
-        print(f"napkin: {exc}", file=sys.stderr)
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     print(table(predictions))
     limits = (f"H200: FP32 {h200.FP32_PEAK / 1e12:.1f} TFLOP/s, FP64 {h200.FP64_PEAK / 1e12:.1f} TFLOP/s, HBM "

@@ -1,8 +1,8 @@
 """Compile every kernel for a real GPU (PTX for sm_90, both dtypes) on a machine without one, and report
 each build's resources.
 
-    NUMBA_ENABLE_CUDASIM=0 python -m lstm_numba_cuda.ptx_check [--cc 9.0] [--json FILE]
-    python -m lstm_numba_cuda.ptx_check --table FILE          # the README's markdown table from a --json report
+    NUMBA_ENABLE_CUDASIM=0 parallel-lstm ptx-check [--cc 9.0] [--json FILE]
+    parallel-lstm ptx-check --table FILE          # the README's markdown table from a --json report
 
 The simulator runs the kernels' Python source, so it cannot catch what only the CUDA
 target rejects (typing, unsupported calls) or float64 arithmetic leaking into float32
@@ -50,11 +50,14 @@ from typing import Iterator
 import numpy as np
 from numba import cuda
 
-from lstm_numpy.contract import TASKS
+from parallel_lstm.lstm_numpy.contract import TASKS
+from parallel_lstm.reports.commands import prog
 
 from . import h200
 from .arguments import Kind
 from .device import gpu_present, simulator_enabled
+
+PROG = prog("ptx-check")
 
 SCHEMA = "parallel-lstm/kernel-resources/1"
 WORKLOADS = ("light", "heavy", "gpu")           # the dynamic shared memory is reported at their default shapes
@@ -209,7 +212,7 @@ def resource_row(owner: str, name: str, task: str | None, dtype, ptx: str, usage
 
 def workload_shapes() -> dict:
     """{workload: shapes} of light, heavy and gpu at their defaults."""
-    from data.workloads import make_workload
+    from parallel_lstm.data.workloads import make_workload
     return {name: make_workload(name).shapes for name in WORKLOADS}
 
 
@@ -281,7 +284,7 @@ def compile_all(cc: tuple[int, int], ptxas: dict | None, workloads: dict) -> tup
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lstm_numba_cuda.ptx_check", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--cc", default="9.0", help="compute capability to compile for (default 9.0, H100/H200)")
     parser.add_argument("--json", metavar="FILE", help="write the resource report to FILE (replacing it)")
     parser.add_argument("--table", metavar="FILE", help="print the markdown table of a --json report and stop")
@@ -291,19 +294,19 @@ def main(argv=None) -> int:
             with open(args.table, encoding="utf-8") as handle:
                 print(markdown_table(json.load(handle)))
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            print(f"ptx_check: cannot read the report {args.table} ({exc}); write one with --json FILE.",
+            print(f"{PROG}: cannot read the report {args.table} ({exc}); write one with --json FILE.",
                   file=sys.stderr)
             return 2
         return 0
     if simulator_enabled():
-        print("ptx_check: the CUDA simulator is on; run with NUMBA_ENABLE_CUDASIM=0 to compile for the GPU.",
+        print(f"{PROG}: the CUDA simulator is on; run with NUMBA_ENABLE_CUDASIM=0 to compile for the GPU.",
               file=sys.stderr)
         return 2
     cc = tuple(int(part) for part in args.cc.split("."))
     if not gpu_present():
         libdevice = _find_libdevice()
         if libdevice is None:
-            print("ptx_check: no CUDA toolkit (nvvm/libdevice) found; set CUDA_HOME to check the kernels.",
+            print(f"{PROG}: no CUDA toolkit (nvvm/libdevice) found; set CUDA_HOME to check the kernels.",
                   file=sys.stderr)
             return 3
         _answer_gpu_lookups(cc, libdevice)
@@ -316,8 +319,8 @@ def main(argv=None) -> int:
     total = len(rows) + len(failures)
     print(f"{len(failures)} of {total} kernel compilations failed for sm_{cc[0]}{cc[1]}")
     if args.json:
-        from lstm_numpy.errors import UserError
-        from lstm_numpy.files import publish_file
+        from parallel_lstm.lstm_numpy.errors import UserError
+        from parallel_lstm.lstm_numpy.files import publish_file
         import numba_cuda
         document = {"schema": SCHEMA, "cc": args.cc, "ptxas": ptxas, "numba_cuda": numba_cuda.__version__,
                     "workloads": workloads, "device_limits": "NVIDIA H200 (lstm_numba_cuda/h200.py)",
@@ -325,7 +328,7 @@ def main(argv=None) -> int:
         try:
             publish_file(args.json, json.dumps(document, indent=1) + "\n", overwrite=True, what="resource report")
         except UserError as exc:
-            print(f"ptx_check: {exc}", file=sys.stderr)
+            print(f"{PROG}: {exc}", file=sys.stderr)
             return 2
         print(f"resource report: {args.json}")
     return 1 if failures else 0

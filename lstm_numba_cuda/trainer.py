@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from lstm_numpy.contract import BACKWARD, Dataset, TrainConfig, check_batch, check_data, check_phase
-from lstm_numpy.errors import UserError
-from lstm_numpy.params import Params, check_dtype
+from parallel_lstm.lstm_numpy.contract import BACKWARD, Dataset, TrainConfig, check_batch, check_data, check_phase
+from parallel_lstm.lstm_numpy.errors import UserError
+from parallel_lstm.lstm_numpy.params import Params, check_dtype
 
 from .device import Launcher, device_facts, require_device
 from .device_code import BLOCK, blocks

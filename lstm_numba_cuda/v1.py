@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 from numba import cuda
 
-from lstm_numpy.contract import REGRESSION
+from parallel_lstm.lstm_numpy.contract import REGRESSION
 
 from .arguments import CACHES, FLOATS_1D, FLOATS_2D, FLOATS_3D, INT, Batch
 from .device_code import BLOCK, TILE, blocks, device_functions, per_dtype

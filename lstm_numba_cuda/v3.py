@@ -25,8 +25,8 @@ import numba
 import numpy as np
 from numba import cuda
 
-from lstm_numpy.contract import BACKWARD, CLASSIFICATION, UPDATE
-from lstm_numpy.errors import UserError
+from parallel_lstm.lstm_numpy.contract import BACKWARD, CLASSIFICATION, UPDATE
+from parallel_lstm.lstm_numpy.errors import UserError
 
 from .arguments import BATCH, CACHES, EPOCH, FLOATS_1D, INT, PARAMS, SGD, Batch
 from .device_code import PERSISTENT_THREADS, REDUCE_THREADS, blocks, device_functions, per_dtype

@@ -58,8 +58,8 @@ from types import SimpleNamespace
 import numpy as np
 from numba import cuda
 
-from lstm_numpy.contract import BACKWARD, CLASSIFICATION, REGRESSION, UPDATE, batch_bounds
-from lstm_numpy.errors import UserError
+from parallel_lstm.lstm_numpy.contract import BACKWARD, CLASSIFICATION, REGRESSION, UPDATE, batch_bounds
+from parallel_lstm.lstm_numpy.errors import UserError
 
 from .arguments import BATCH, CACHES, EPOCH, FLOATS_2D, FLOATS_3D, FLOATS_1D, INT, PARAMS, SGD, Batch
 from .device import gpu_present

@@ -28,8 +28,8 @@ from types import SimpleNamespace
 import numpy as np
 from numba import cuda
 
-from lstm_numpy.contract import BACKWARD, UPDATE, Dataset, TrainConfig, batch_bounds, check_task, loss_terms
-from lstm_numpy.params import Params
+from parallel_lstm.lstm_numpy.contract import BACKWARD, UPDATE, Dataset, TrainConfig, batch_bounds, check_task, loss_terms
+from parallel_lstm.lstm_numpy.params import Params
 
 from .arguments import Batch, Caches, EpochState, ParamArrays, SgdSettings
 from .device import Launcher

@@ -21,9 +21,9 @@ from types import ModuleType
 from .errors import UserError
 
 BACKENDS = {
-    "numpy": "lstm_numpy",
-    "numba_cpu": "lstm_numba_cpu",
-    "numba_cuda": "lstm_numba_cuda",
+    "numpy": "parallel_lstm.lstm_numpy",
+    "numba_cpu": "parallel_lstm.lstm_numba_cpu",
+    "numba_cuda": "parallel_lstm.lstm_numba_cuda",
 }
 
 
@@ -46,7 +46,7 @@ def enable_cuda_simulator() -> None:
     """Set NUMBA_ENABLE_CUDASIM=1, which only works before Numba is first imported."""
     if "numba" in sys.modules:
         if not cuda_simulator_on():
-            raise UserError("--cuda-simulator must be set before Numba is imported; run run_comparison.py "
+            raise UserError("--cuda-simulator must be set before Numba is imported; run parallel-lstm compare "
                             "in a fresh process or set NUMBA_ENABLE_CUDASIM=1 in the environment.")
         return
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"

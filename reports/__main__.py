@@ -1,4 +1,4 @@
-"""``python -m reports``: build the course report (see reports/build.py)."""
+"""``parallel-lstm report``: build the course report (see reports/build.py)."""
 import sys
 
 from .build import main

@@ -24,7 +24,7 @@ different models (even with the former defaults, seeds 6, 7 and 9 of the full wo
 end with losses that differ by 10% or more between numpy and numba_cpu), so for such a
 seed another backend scores differently.
 
-    python -m reports.backtest            # both stages; prints every setting's score and the choice
+    parallel-lstm backtest            # both stages; prints every setting's score and the choice
 
 Result on 2026-11-23 (numba_cpu; score = median one-step + median 24-step RMSE, thousands of
 passengers; the classical models on the same pseudo-test months: Holt-Winters 14.3 + 18.7,
@@ -53,8 +53,10 @@ import sys
 
 import numpy as np
 
-from data import airpassengers
-from lstm_numpy import UserError, get_backend
+from parallel_lstm.data import airpassengers
+from parallel_lstm.lstm_numpy import UserError, get_backend
+
+from .commands import prog
 
 from .forecast import FIRST_TEST, HORIZON, ensemble_forecast, forecast_run, metrics
 
@@ -116,7 +118,7 @@ def search(score=backtest_score, echo=print) -> tuple[dict, dict]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reports.backtest", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog("backtest"), description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="numba_cpu",
                         help="backend that trains (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for numba_cpu (default: Numba's)")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstm_numpy import UserError
+from parallel_lstm.lstm_numpy import UserError
 
 SEASON = 12
 STATSMODELS_REQUIREMENT = "statsmodels>=0.15"   # the version these baselines were checked with

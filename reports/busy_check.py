@@ -1,4 +1,4 @@
-"""Does numba_cpu hold up when another process holds a core?  ``python -m reports.busy_check``
+"""Does numba_cpu hold up when another process holds a core?  ``parallel-lstm busy-check``
 
 Every minibatch of numba_cpu crosses parallel regions that end in barriers; when another process
 holds a core, a descheduled thread makes every barrier wait. This check measures the harm and the
@@ -24,11 +24,12 @@ import time
 
 import numpy as np
 
-from data import make_workload
-from lstm_numpy import init_params
-from lstm_numpy.backends import get_backend
-from lstm_numpy.contract import epoch_orders
-from reports.machine import load_average
+from parallel_lstm.data import make_workload
+from parallel_lstm.lstm_numpy import init_params
+from parallel_lstm.lstm_numpy.backends import get_backend
+from parallel_lstm.lstm_numpy.contract import epoch_orders
+from parallel_lstm.reports.machine import load_average
+from parallel_lstm.reports.commands import prog
 
 GOAL_TYPICAL, GOAL_WORST = 1.3, 1.5
 BUSY_LOOP = "while True: pass"
@@ -55,7 +56,7 @@ def measure(threads: int | None, epochs: int, hidden: int) -> dict:
 
 
 def measure_in_fresh_process(threads: int | None, epochs: int, hidden: int) -> dict:
-    argv = [sys.executable, "-m", "reports.busy_check", "--measure", "--epochs", str(epochs), "--hidden", str(hidden)]
+    argv = [sys.executable, "-m", "parallel_lstm.reports.busy_check", "--measure", "--epochs", str(epochs), "--hidden", str(hidden)]
     if threads is not None:
         argv += ["--threads", str(threads)]
     done = subprocess.run(argv, capture_output=True, text=True, check=True)
@@ -75,7 +76,7 @@ def trial(epochs: int, hidden: int, cores: int) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reports.busy_check", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog("busy-check"), description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=5, help="busy trials, each with a fresh busy process (5)")
     parser.add_argument("--epochs", type=int, default=60, help="timed epochs per measurement (60)")
     parser.add_argument("--hidden", type=int, default=32, help="hidden units H (32)")

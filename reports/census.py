@@ -16,12 +16,12 @@ import importlib
 import importlib.util
 import os
 
-from lstm_numpy.backends import BACKENDS, cuda_simulator_on, get_backend
-from lstm_numpy.errors import UserError
+from parallel_lstm.lstm_numpy.backends import BACKENDS, cuda_simulator_on, get_backend
+from parallel_lstm.lstm_numpy.errors import UserError
 
 REFERENCE = "numpy"
 # name: (the module with a backend's surface, the package it needs)
-PEERS = {"torch": ("reports.torch_baseline", "torch")}
+PEERS = {"torch": ("parallel_lstm.reports.torch_baseline", "torch")}
 PEER_SKIP = "a peer baseline runs only when asked: add it to --backends (e.g. --backends numpy,numba_cpu,{name})"
 # Names a backend package must export for the harness to run it (see lstm_numpy/__init__.py).
 REQUIRED_EXPORTS = ("make_trainer", "train", "is_available", "describe")

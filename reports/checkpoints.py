@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import os
 
-from lstm_numpy.errors import UserError
-from lstm_numpy.params import Params, load_params
+from parallel_lstm.lstm_numpy.errors import UserError
+from parallel_lstm.lstm_numpy.params import Params, load_params
 
 
 def check_save_path(path: str) -> str:

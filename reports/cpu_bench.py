@@ -1,6 +1,6 @@
-"""Benchmark numba_cpu against the NumPy reference, on every thread and on one: ``python -m reports.cpu_bench``.
+"""Benchmark numba_cpu against the NumPy reference, on every thread and on one: ``parallel-lstm bench``.
 
-    python -m reports.cpu_bench [--repeats 7] [--workloads seed light heavy] [--no-heavy-float32] [--out DIR]
+    parallel-lstm bench [--repeats 7] [--workloads seed light heavy] [--no-heavy-float32] [--out DIR]
 
 For each workload (and ``heavy`` again in float32) it trains numpy, numba_cpu on its default threads
 and numba_cpu on one thread for CHECK_EPOCHS epochs from the same initial weights and minibatch order
@@ -24,16 +24,17 @@ import sys
 
 import numpy as np
 
-from data.workloads import WORKLOADS, make_workload, with_config
-from lstm_numpy.errors import NonFiniteLossError, UserError
-from reports import machine as machine_facts
-from reports import resultfiles
-from reports.census import REFERENCE, select_backends
-from reports.console import Progress, fmt, spread_text
-from reports.measuring import (apply_rounds, derived_rates, matmul_gflops, measure_backend, noise_report,
+from parallel_lstm.data.workloads import WORKLOADS, make_workload, with_config
+from parallel_lstm.lstm_numpy.errors import NonFiniteLossError, UserError
+from parallel_lstm.reports import machine as machine_facts
+from parallel_lstm.reports import resultfiles
+from parallel_lstm.reports.census import REFERENCE, select_backends
+from parallel_lstm.reports.commands import prog
+from parallel_lstm.reports.console import Progress, fmt, spread_text
+from parallel_lstm.reports.measuring import (apply_rounds, derived_rates, matmul_gflops, measure_backend, noise_report,
                                plan_entries, run_rounds)
-from reports.options import OneSentenceParser, positive_int
-from reports.verdict import compare_with_reference, verdict_line, verdict_record
+from parallel_lstm.reports.options import OneSentenceParser, positive_int
+from parallel_lstm.reports.verdict import compare_with_reference, verdict_line, verdict_record
 
 BACKEND = "numba_cpu"
 TOOL = "reports.cpu_bench"
@@ -41,7 +42,7 @@ CHECK_EPOCHS = 2     # the training run checks the losses; the timing is the int
 
 
 def build_parser() -> OneSentenceParser:
-    parser = OneSentenceParser(prog=f"python -m {TOOL}", description=__doc__.splitlines()[0])
+    parser = OneSentenceParser(prog=prog("bench"), description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=positive_int, default=7,
                         help="interleaved timing rounds of one epoch per backend (default: 7)")
     parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=["seed", "light", "heavy"],

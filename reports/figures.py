@@ -19,8 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator  # noqa: E402
 
-from data import airpassengers, airpassengers_months, seed_series  # noqa: E402
-from lstm_numpy.checks import rtol_for  # noqa: E402
+from parallel_lstm.data import airpassengers, airpassengers_months, seed_series  # noqa: E402
+from parallel_lstm.lstm_numpy.checks import rtol_for  # noqa: E402
 
 # TrueType (42) rather than Type 3 fonts: text in the PDF stays text that course reports can embed and search.
 matplotlib.rcParams.update({"pdf.fonttype": 42, "ps.fonttype": 42, "svg.hashsalt": "parallel-lstm"})

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data import airpassengers, airpassengers_months, make_workload, with_config
-from lstm_numpy import History, get_backend
+from parallel_lstm.data import airpassengers, airpassengers_months, make_workload, with_config
+from parallel_lstm.lstm_numpy import History, get_backend
 
 from . import tables
 from .baselines import STATSMODELS_REQUIREMENT, classical_forecasts
@@ -169,7 +169,7 @@ def forecast_markdown(data: dict, figure: str = "forecast") -> list[str]:
         f" transform {runs[0].transform}), trained on the months before 1958-01 with seeds 0..{seeds - 1}"
         + (", each kept at the epoch of its lowest validation loss on 1958" if data["early_stopping"] else
            ", validated on 1958") + ". The settings were chosen by a backtest inside the months before 1959",
-        "(`python -m reports.backtest`: the same pipeline on months 1949-1958, scored on its own last 24 months);",
+        "(`parallel-lstm backtest`: the same pipeline on months 1949-1958, scored on its own last 24 months);",
         "the test months took no part in training or in choosing settings. The ensemble is the median of the",
         "seeds' forecasts, month by month. Forecasts are in thousands of passengers after undoing every transform.", "",
         tables.forecast_table(rows), "",

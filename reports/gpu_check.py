@@ -1,6 +1,6 @@
-"""Check every CUDA kernel version against the reference on the GPU, then time them: ``python -m reports.gpu_check``.
+"""Check every CUDA kernel version against the reference on the GPU, then time them: ``parallel-lstm gpu-check``.
 
-    python -m reports.gpu_check --out DIR [--workloads light,heavy,gpu] [--versions 1,2,3,4] [--repeats 5]
+    parallel-lstm gpu-check --out DIR [--workloads light,heavy,gpu] [--versions 1,2,3,4] [--repeats 5]
                                 [--baseline-batches 4] [--dtype float32] [--max-seconds S]
 
 The llm.c pattern: first every version against the NumPy reference on the GPU (loss_and_grads
@@ -49,23 +49,24 @@ import traceback
 
 import numpy as np
 
-import lstm_numpy
-from data.workloads import make_workload, with_config
-from lstm_numpy.backends import cuda_simulator_on
-from lstm_numpy.checks import assert_close, assert_same_history
-from lstm_numpy.contract import TASKS, Dataset, batch_bounds
-from lstm_numpy.errors import NonFiniteLossError, UserError
-from lstm_numpy.flops import epoch_flops
-from reports import gpu_budget, resultfiles
-from reports import machine as machine_facts
-from reports.census import REFERENCE, backend_status, select_backends
-from reports.console import Progress, fmt
-from reports.gpu_budget import Budget, Plan
-from reports.machine import describe_machine
-from reports.measuring import (apply_rounds, derived_rates, matmul_gflops, measure_backend, noise_report, run_rounds,
+from parallel_lstm import lstm_numpy
+from parallel_lstm.data.workloads import make_workload, with_config
+from parallel_lstm.lstm_numpy.backends import cuda_simulator_on
+from parallel_lstm.lstm_numpy.checks import assert_close, assert_same_history
+from parallel_lstm.lstm_numpy.contract import TASKS, Dataset, batch_bounds
+from parallel_lstm.lstm_numpy.errors import NonFiniteLossError, UserError
+from parallel_lstm.lstm_numpy.flops import epoch_flops
+from parallel_lstm.reports import gpu_budget, resultfiles
+from parallel_lstm.reports import machine as machine_facts
+from parallel_lstm.reports.census import REFERENCE, backend_status, select_backends
+from parallel_lstm.reports.commands import prog
+from parallel_lstm.reports.console import Progress, fmt
+from parallel_lstm.reports.gpu_budget import Budget, Plan
+from parallel_lstm.reports.machine import describe_machine
+from parallel_lstm.reports.measuring import (apply_rounds, derived_rates, matmul_gflops, measure_backend, noise_report, run_rounds,
                                timed_entry)
-from reports.options import OneSentenceParser, choice_list, positive_float, positive_int
-from reports.verdict import compare_with_reference, verdict_line, verdict_record
+from parallel_lstm.reports.options import OneSentenceParser, choice_list, positive_float, positive_int
+from parallel_lstm.reports.verdict import compare_with_reference, verdict_line, verdict_record
 
 TOOL = "reports.gpu_check"
 CUDA = "numba_cuda"
@@ -79,7 +80,7 @@ clock = time.monotonic           # the budget's clock (tests replace it)
 
 
 def build_parser(kernel_versions) -> OneSentenceParser:
-    parser = OneSentenceParser(prog=f"python -m {TOOL}", description=__doc__.splitlines()[0])
+    parser = OneSentenceParser(prog=prog("gpu-check"), description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("--out", required=True, help="folder for the JSON and CSV results (created if missing)")
     add("--workloads", type=choice_list(str, WORKLOADS, "workload", "workloads"), default=list(WORKLOADS),
@@ -261,14 +262,14 @@ def say_time(workload: str, backend: str, version, result: dict) -> None:
 
 def predictions(workload, versions, dtype: str) -> dict[int, dict]:
     """lstm_numba_cuda.napkin's prediction of each version's epoch on ``workload`` as this GPU runs it."""
-    from lstm_numba_cuda import napkin
+    from parallel_lstm.lstm_numba_cuda import napkin
     setting = napkin.setting_here(dtype, workload.config.task)
     return {v: napkin.predict_workload(v, workload, dtype, setting) for v in versions if v in napkin.MODELS}
 
 
 def entry_costs(s: Session, workload, predicted: dict) -> dict[str, float]:
     """Every entry's estimated seconds on ``workload``: compile, train and time (reports/gpu_budget.py)."""
-    from lstm_numba_cuda.h200 import peak_flops
+    from parallel_lstm.lstm_numba_cuda.h200 import peak_flops
     args, costs = s.args, {}
     for backend in (n for n in s.names if n != CUDA):
         status = s.census[backend]
@@ -366,7 +367,7 @@ def time_workload(s: Session, name: str) -> Timing:
 
 def version_results(s: Session, timing: Timing, version: int) -> dict:
     """The results of one version's document: the baselines' and the version's, timed by the same rounds."""
-    from lstm_numba_cuda.napkin import measured_against
+    from parallel_lstm.lstm_numba_cuda.napkin import measured_against
     cuda_result = timing.versions[version][0]
     results = {backend: dict(result) for backend, (result, _) in timing.baselines.items()}
     results[CUDA] = cuda_result

@@ -40,7 +40,7 @@ except ImportError:
 
 import numpy as np
 
-from lstm_numpy.backends import cuda_simulator_on
+from parallel_lstm.lstm_numpy.backends import cuda_simulator_on
 
 LIBRARIES = ("numpy", "numba", "numba-cuda", "llvmlite", "pandas", "cuda-bindings", "pytest-benchmark", "threadpoolctl",
              "torch")

@@ -38,9 +38,9 @@ import time
 
 import numpy as np
 
-from lstm_numpy.contract import PHASES, Dataset, check_data, epoch_orders
-from lstm_numpy.errors import UserError
-from lstm_numpy.flops import epoch_flops
+from parallel_lstm.lstm_numpy.contract import PHASES, Dataset, check_data, epoch_orders
+from parallel_lstm.lstm_numpy.errors import UserError
+from parallel_lstm.lstm_numpy.flops import epoch_flops
 
 from .census import REFERENCE, BackendStatus
 from .machine import blas_threads, cpu_times, peak_rss_bytes

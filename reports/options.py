@@ -11,7 +11,7 @@ import argparse
 
 import numpy as np
 
-from lstm_numpy.backends import BACKENDS
+from parallel_lstm.lstm_numpy.backends import BACKENDS
 
 from .census import PEERS
 

@@ -163,9 +163,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_numpy.errors import NameTakenError, UserError
-from lstm_numpy.files import publish_files
-from lstm_numpy.flops import epoch_flops, training_flops
+from parallel_lstm.lstm_numpy.errors import NameTakenError, UserError
+from parallel_lstm.lstm_numpy.files import publish_files
+from parallel_lstm.lstm_numpy.flops import epoch_flops, training_flops
 
 SCHEMA = "parallel-lstm/run_comparison/2"
 

@@ -29,7 +29,7 @@ import json
 import os
 from datetime import timedelta
 
-from lstm_numpy import UserError
+from parallel_lstm.lstm_numpy import UserError
 
 from .readings import created_at, kernel_version, machine_key, run_day, timed_results
 
@@ -75,7 +75,7 @@ def results_paths(paths: list[str]) -> list[tuple[str, bool]]:
         elif os.path.isfile(path):
             found.append((path, True))
         else:
-            raise UserError(f"results path {path} does not exist; run python run_comparison.py first "
+            raise UserError(f"results path {path} does not exist; run parallel-lstm compare first "
                             f"or name an existing folder or results file.")
     return found
 

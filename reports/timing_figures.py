@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from lstm_numpy.flops import epoch_flops
+from parallel_lstm.lstm_numpy.flops import epoch_flops
 
 from .figures import (Drawn, backend_sort, colour, log_axis, outside_legend, plt, save, short_seconds,
                       spaced_ticks, time_unit)

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from lstm_numpy.contract import (FORWARD, REGRESSION, UPDATE, Dataset, TrainConfig, batch_bounds, check_batch,
+from parallel_lstm.lstm_numpy.contract import (FORWARD, REGRESSION, UPDATE, Dataset, TrainConfig, batch_bounds, check_batch,
                                  check_phase, check_task, train_with)
-from lstm_numpy.params import Params
+from parallel_lstm.lstm_numpy.params import Params
 
 INSTALL_HINT = "PyTorch is not installed; install the CPU build with `pip install torch==2.13.0` to add the torch row."
 

@@ -9,7 +9,7 @@ and every final parameter, rtol 1e-10 in float64 and 1e-4 in float32.
 """
 from __future__ import annotations
 
-from lstm_numpy.checks import assert_same_history, rtol_for
+from parallel_lstm.lstm_numpy.checks import assert_same_history, rtol_for
 
 from .census import REFERENCE
 

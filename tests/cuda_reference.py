@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-import lstm_numpy as ref
-
-
+from parallel_lstm import lstm_numpy as ref
 def reference_dout(params, h, Y, task):
     """The head's gradient on its outputs, time-major (T, B, Y) as the device stores it."""
     out = ref.head_forward(params, h, task)

@@ -4,7 +4,7 @@ Only the fields the report reads are filled; times are chosen by the test, never
 """
 import json
 
-from lstm_numpy.flops import epoch_flops
+from parallel_lstm.lstm_numpy.flops import epoch_flops
 
 SHAPES = {"seed": dict(N_train=59, N_valid=7, T=11, D=3, H=50, Y=3, B=7),
           "light": dict(N_train=95, N_valid=12, T=12, D=1, H=16, Y=1, B=16),

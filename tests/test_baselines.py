@@ -5,9 +5,9 @@ import sys
 import numpy as np
 import pytest
 
-from data import airpassengers
-from lstm_numpy import UserError
-from reports.baselines import AIRLINE, HOLT_WINTERS, classical_forecasts
+from parallel_lstm.data import airpassengers
+from parallel_lstm.lstm_numpy import UserError
+from parallel_lstm.reports.baselines import AIRLINE, HOLT_WINTERS, classical_forecasts
 
 needs_statsmodels = pytest.mark.skipif(importlib.util.find_spec("statsmodels") is None,
                                        reason="the classical baselines need the optional statsmodels")

@@ -12,11 +12,11 @@ import types
 
 import pytest
 
-import lstm_numpy
-from data import make_workload
-from reports import build, cpu_bench, gpu_budget, gpu_check, machine, measuring, resultfiles
-from reports.census import BackendStatus, select_backends
-from lstm_numpy.backends import cuda_simulator_on
+from parallel_lstm import lstm_numpy
+from parallel_lstm.data import make_workload
+from parallel_lstm.reports import build, cpu_bench, gpu_budget, gpu_check, machine, measuring, resultfiles
+from parallel_lstm.reports.census import BackendStatus, select_backends
+from parallel_lstm.lstm_numpy.backends import cuda_simulator_on
 
 
 @pytest.fixture(autouse=True)

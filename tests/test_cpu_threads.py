@@ -10,10 +10,10 @@ import numba
 import numpy as np
 import pytest
 
-import lstm_numba_cpu as nb
-import lstm_numpy as ref
-from data import make_workload
-from lstm_numba_cpu import threads as th
+from parallel_lstm import lstm_numba_cpu as nb
+from parallel_lstm import lstm_numpy as ref
+from parallel_lstm.data import make_workload
+from parallel_lstm.lstm_numba_cpu import threads as th
 
 
 class FakeMachine:
@@ -107,7 +107,7 @@ def test_training_records_the_threads_it_used_and_matches_fixed_threads(monkeypa
 
 def test_busy_check_reports_both_choices(capsys):
     """The busy-machine check runs end to end on a tiny shape (its figures are not asserted: they are timings)."""
-    from reports import busy_check
+    from parallel_lstm.reports import busy_check
     assert busy_check.main(["--trials", "1", "--epochs", "2", "--hidden", "4"]) == 0
     out = capsys.readouterr().out
     assert "quiet, 1 thread" in out and "default with a busy neighbour: typical" in out

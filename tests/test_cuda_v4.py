@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 from numba import cuda
 
-import lstm_numba_cuda as cu
-import lstm_numpy as ref
+from parallel_lstm import lstm_numba_cuda as cu
+from parallel_lstm import lstm_numpy as ref
 from cuda_reference import reference_dout
-from lstm_numba_cuda import device, v4
-from lstm_numba_cuda.v4 import UnitSlices
-from lstm_numba_cuda.arguments import Batch, Caches, EpochState, ParamArrays, SgdSettings
-from lstm_numba_cuda.device_code import REDUCE_THREADS, shared_kernels
-from lstm_numpy.checks import assert_close, assert_same_history, rtol_for
-from lstm_numpy.contract import BACKWARD, FORWARD, UPDATE, check_task, epoch_orders
-from lstm_numpy.model import gate_gradients, head_loss_and_grads, lstm_forward, weight_gradients
+from parallel_lstm.lstm_numba_cuda import device, v4
+from parallel_lstm.lstm_numba_cuda.v4 import UnitSlices
+from parallel_lstm.lstm_numba_cuda.arguments import Batch, Caches, EpochState, ParamArrays, SgdSettings
+from parallel_lstm.lstm_numba_cuda.device_code import REDUCE_THREADS, shared_kernels
+from parallel_lstm.lstm_numpy.checks import assert_close, assert_same_history, rtol_for
+from parallel_lstm.lstm_numpy.contract import BACKWARD, FORWARD, UPDATE, check_task, epoch_orders
+from parallel_lstm.lstm_numpy.model import gate_gradients, head_loss_and_grads, lstm_forward, weight_gradients
 
 T_, D_, H_, Y_ = 4, 3, 5, 2
 

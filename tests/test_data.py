@@ -5,15 +5,15 @@ import importlib.resources
 import numpy as np
 import pytest
 
-from data import LightPipeline, airpassengers, load_series, make_workload, seed_dataset, synthetic_windows
-from data.seed import envelope, kmeans_1d
-from lstm_numpy import TrainConfig, UserError, init_params
+from parallel_lstm.data import LightPipeline, airpassengers, load_series, make_workload, seed_dataset, synthetic_windows
+from parallel_lstm.data.seed import envelope, kmeans_1d
+from parallel_lstm.lstm_numpy import TrainConfig, UserError, init_params
 
 SHA256 = "29a86cac504338c7c5607e721396e4bda240ca61785ffcac9ed1af4088199d42"
 
 
 def test_airpassengers_is_the_published_series():
-    raw = importlib.resources.files("data").joinpath("AirPassengers.csv").read_bytes()
+    raw = importlib.resources.files("parallel_lstm.data").joinpath("AirPassengers.csv").read_bytes()
     assert hashlib.sha256(raw).hexdigest() == SHA256
     p = airpassengers()
     assert p.shape == (144,)

@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-import lstm_numpy
-from data import airpassengers, make_workload
-from reports import backtest
-from reports.forecast import (ForecastRun, ensemble_forecast, forecast_data, forecast_markdown,
+from parallel_lstm import lstm_numpy
+from parallel_lstm.data import airpassengers, make_workload
+from parallel_lstm.reports import backtest
+from parallel_lstm.reports.forecast import (ForecastRun, ensemble_forecast, forecast_data, forecast_markdown,
                               forecast_run, forecast_section, metrics, persistence, rmse_spread, seasonal_naive,
                               train_for_forecast)
 
@@ -129,7 +129,7 @@ def test_the_forecast_section_draws_its_figure(tmp_path):
 
 
 def test_the_backtest_scores_inside_the_pre_test_months(monkeypatch):
-    import reports.forecast as forecast
+    from parallel_lstm.reports import forecast as forecast
     seen = []
     real = forecast.make_workload
 
@@ -169,7 +169,7 @@ def test_the_backtest_help_answers_without_searching(monkeypatch, capsys):
     monkeypatch.setattr(backtest, "search", lambda *a, **k: pytest.fail("--help started the search"))
     with pytest.raises(SystemExit) as exit_info:
         backtest.main(["--help"])
-    assert exit_info.value.code == 0 and "usage: python -m reports.backtest" in capsys.readouterr().out
+    assert exit_info.value.code == 0 and "usage: parallel-lstm backtest" in capsys.readouterr().out
 
 
 def test_the_backtest_refuses_an_unknown_backend_before_searching(monkeypatch, capsys):

@@ -9,8 +9,7 @@ Relative error = |analytic - numeric| / max(|analytic|, |numeric|, 1e-8); the
 import numpy as np
 import pytest
 
-import lstm_numpy as L
-
+from parallel_lstm import lstm_numpy as L
 EPS = 1e-3
 REL_TOL = 1e-6
 

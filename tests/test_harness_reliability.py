@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-import run_comparison
-from lstm_numpy import files
-from reports import machine, resultfiles
+from parallel_lstm import run_comparison
+from parallel_lstm.lstm_numpy import files
+from parallel_lstm.reports import machine, resultfiles
 
 TINY = ["--backends", "numpy", "--epochs", "1", "--hidden", "3"]
 
@@ -98,9 +98,9 @@ def test_a_taken_name_moves_on_to_the_next_suffix(tmp_path):
 
 
 def test_a_numba_cpu_trainer_sizes_its_buffers_by_the_data_not_the_batch_size():
-    import lstm_numba_cpu
-    import lstm_numpy as ref
-    from data import make_workload
+    from parallel_lstm import lstm_numba_cpu
+    from parallel_lstm import lstm_numpy as ref
+    from parallel_lstm.data import make_workload
     w = make_workload("light", epochs=1)
     params = ref.init_params(*w.sizes, seed=0)
     trainer = lstm_numba_cpu.make_trainer(params, w.data, ref.TrainConfig(batch_size=10 ** 9, epochs=1))

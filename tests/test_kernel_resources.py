@@ -11,10 +11,10 @@ import sys
 import numpy as np
 import pytest
 
-import lstm_numpy as ref
-from lstm_numba_cuda import KERNEL_VERSIONS, h200, ptx_check
-from lstm_numba_cuda.device import Launcher
-from lstm_numba_cuda.device_code import shared_kernels
+from parallel_lstm import lstm_numpy as ref
+from parallel_lstm.lstm_numba_cuda import KERNEL_VERSIONS, h200, ptx_check
+from parallel_lstm.lstm_numba_cuda.device import Launcher
+from parallel_lstm.lstm_numba_cuda.device_code import shared_kernels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPORT = os.path.join(ROOT, "reports", "kernel-resources.json")
@@ -60,7 +60,7 @@ def test_kernels_launch_with_the_geometry_the_report_assumes(monkeypatch, versio
     rng = np.random.default_rng(0)
     X, targets = rng.normal(size=(28, T, D)), rng.normal(size=(28, Y))
     data = ref.Dataset(X[:23], targets[:23], X[23:], targets[23:])
-    from lstm_numba_cuda import train
+    from parallel_lstm.lstm_numba_cuda import train
     train(ref.init_params(D, H, Y), data, ref.TrainConfig(epochs=1, batch_size=B, kernel_version=version))
     shapes = {"T": T, "D": D, "H": H, "Y": Y, "B": B}
     for (owner, name), block, shared, args in seen:
@@ -97,7 +97,7 @@ def test_every_kernel_compiles_for_a_real_gpu_and_reports_its_resources(tmp_path
     report = tmp_path / "resources.json"
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0",
            "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-m", "lstm_numba_cuda.ptx_check", "--json", str(report)], env=env,
+    done = subprocess.run([sys.executable, "-m", "parallel_lstm.lstm_numba_cuda.ptx_check", "--json", str(report)], env=env,
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     if done.returncode == 3:
         pytest.skip(done.stderr.strip())

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reports import console, measuring
+from parallel_lstm.reports import console, measuring
 
 
 def test_parallel_efficiency_by_hand():

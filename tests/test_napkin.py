@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from lstm_numba_cuda import KERNEL_VERSIONS, h200, napkin
-from lstm_numba_cuda.v4 import UnitSlices
-from lstm_numpy.contract import batch_bounds
+from parallel_lstm.lstm_numba_cuda import KERNEL_VERSIONS, h200, napkin
+from parallel_lstm.lstm_numba_cuda.v4 import UnitSlices
+from parallel_lstm.lstm_numpy.contract import batch_bounds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -98,8 +98,8 @@ def test_measured_against_a_prediction():
 
 GPU_SCRIPT = """
 import json, numpy as np
-from lstm_numba_cuda import napkin
-from data.workloads import make_workload
+from parallel_lstm.lstm_numba_cuda import napkin
+from parallel_lstm.data.workloads import make_workload
 out = {}
 for name in ("heavy", "gpu"):
     w = make_workload(name)
@@ -159,7 +159,7 @@ def test_what_the_model_says_about_the_versions(gpu_predictions):
 
 def test_the_table_prints_every_version_workload_and_dtype():
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
-    done = subprocess.run([sys.executable, "-m", "lstm_numba_cuda.napkin", "--workloads", "light,heavy"], env=env,
+    done = subprocess.run([sys.executable, "-m", "parallel_lstm.lstm_numba_cuda.napkin", "--workloads", "light,heavy"], env=env,
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith(("light ", "heavy "))]
@@ -168,6 +168,6 @@ def test_the_table_prints_every_version_workload_and_dtype():
 
 
 def test_the_table_refuses_the_simulators_geometry():
-    done = subprocess.run([sys.executable, "-m", "lstm_numba_cuda.napkin"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "parallel_lstm.lstm_numba_cuda.napkin"], capture_output=True, text=True,
                           timeout=300, cwd=ROOT, env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1"})
     assert done.returncode == 2 and "simulator is on" in done.stderr

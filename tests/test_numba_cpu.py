@@ -10,16 +10,16 @@ import numba
 import numpy as np
 import pytest
 
-import lstm_numba_cpu as nb
-import lstm_numpy as ref
-from data import make_workload
-from lstm_numba_cpu import kernels
-from lstm_numba_cpu.trainer import workspace
-from lstm_numpy import assert_close, rtol_for
-from lstm_numpy.checks import assert_same_history
-from lstm_numpy.model import head_loss_and_grads
-from lstm_numpy.contract import epoch_orders
-from lstm_numpy.trainer import NumpyTrainer, sgd_update
+from parallel_lstm import lstm_numba_cpu as nb
+from parallel_lstm import lstm_numpy as ref
+from parallel_lstm.data import make_workload
+from parallel_lstm.lstm_numba_cpu import kernels
+from parallel_lstm.lstm_numba_cpu.trainer import workspace
+from parallel_lstm.lstm_numpy import assert_close, rtol_for
+from parallel_lstm.lstm_numpy.checks import assert_same_history
+from parallel_lstm.lstm_numpy.model import head_loss_and_grads
+from parallel_lstm.lstm_numpy.contract import epoch_orders
+from parallel_lstm.lstm_numpy.trainer import NumpyTrainer, sgd_update
 
 DTYPES = [np.float64, np.float32]
 # (B, T, D, H, Y): B=1, T=1, H = 1, 5, 7, 9 (no multiple of 4 or 8), D and Y above 1

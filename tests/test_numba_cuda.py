@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 from numba import cuda
 
-import lstm_numpy as ref
+from parallel_lstm import lstm_numpy as ref
 from cuda_reference import reference_dout
-import lstm_numba_cuda as cu
-from lstm_numba_cuda import device, device_code, v1
-from lstm_numba_cuda.arguments import EpochState, ParamArrays, SgdSettings
-from lstm_numba_cuda.trainer import CudaTrainer, _one_batch_trainer
-from lstm_numpy.checks import assert_same_history
-from lstm_numpy.model import head_loss_and_grads
-from lstm_numpy.contract import epoch_orders
-from lstm_numpy.trainer import NumpyTrainer
+from parallel_lstm import lstm_numba_cuda as cu
+from parallel_lstm.lstm_numba_cuda import device, device_code, v1
+from parallel_lstm.lstm_numba_cuda.arguments import EpochState, ParamArrays, SgdSettings
+from parallel_lstm.lstm_numba_cuda.trainer import CudaTrainer, _one_batch_trainer
+from parallel_lstm.lstm_numpy.checks import assert_same_history
+from parallel_lstm.lstm_numpy.model import head_loss_and_grads
+from parallel_lstm.lstm_numpy.contract import epoch_orders
+from parallel_lstm.lstm_numpy.trainer import NumpyTrainer
 
 VERSIONS = sorted(cu.KERNEL_VERSIONS)
 TASKS = ref.TASKS

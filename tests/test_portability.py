@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-import lstm_numba_cpu.threads as th
-from lstm_numpy import memory
-from reports import machine
+from parallel_lstm.lstm_numba_cpu import threads as th
+from parallel_lstm.lstm_numpy import memory
+from parallel_lstm.reports import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 # The Linux-only files this project reads (libraries such as threadpoolctl read others on Linux only, and
@@ -82,7 +82,7 @@ del os.getloadavg, os.sched_getaffinity
 sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
 from test_portability import no_proc_open
 builtins.open = no_proc_open(builtins.open)
-import run_comparison
+from parallel_lstm import run_comparison
 run_comparison.MATMUL_N = 64
 sys.exit(run_comparison.main(sys.argv[1:]))
 """

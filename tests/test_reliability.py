@@ -11,9 +11,9 @@ import zipfile
 import numpy as np
 import pytest
 
-import lstm_numpy as L
-from data import LightPipeline, load_series, make_workload, seed_dataset, synthetic_windows, with_config
-from lstm_numpy import files, memory
+from parallel_lstm import lstm_numpy as L
+from parallel_lstm.data import LightPipeline, load_series, make_workload, seed_dataset, synthetic_windows, with_config
+from parallel_lstm.lstm_numpy import files, memory
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -8,9 +8,9 @@ import struct
 import numpy as np
 import pytest
 
-from lstm_numpy.flops import epoch_flops
-from reports import build, figures, timing_figures
-from reports.build import build_report, main as build_main
+from parallel_lstm.lstm_numpy.flops import epoch_flops
+from parallel_lstm.reports import build, figures, timing_figures
+from parallel_lstm.reports.build import build_report, main as build_main
 from results_factory import SHAPES, document, sweep_document, write
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -264,7 +264,7 @@ def test_the_command_line_names_damaged_files_and_builds(monkeypatch, tmp_path, 
     assert build_main(["--results", str(results), "--out", str(tmp_path / "out")]) == 0
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("python -m reports: skipped broken.json: not valid JSON")
+    assert len(lines) == 1 and lines[0].startswith("parallel-lstm report: skipped broken.json: not valid JSON")
     assert "wrote" in captured.out and (tmp_path / "out" / "results-summary.csv").exists()
 
 

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from lstm_numpy import UserError
-from reports.selection import select
-from reports.thread_scaling import amdahl_serial_fraction, amdahl_speedup, from_pair, from_scaling_field
+from parallel_lstm.lstm_numpy import UserError
+from parallel_lstm.reports.selection import select
+from parallel_lstm.reports.thread_scaling import amdahl_serial_fraction, amdahl_speedup, from_pair, from_scaling_field
 from results_factory import document, sweep_document, write
 
 DAY = "2026-11-22T"

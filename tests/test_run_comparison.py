@@ -18,15 +18,15 @@ import types
 import numpy as np
 import pytest
 
-import lstm_numpy
-import run_comparison
-from lstm_numpy.flops import training_flops
-from data import make_workload
-from lstm_numpy.backends import BACKENDS
-from lstm_numpy.errors import NonFiniteLossError
-from reports import console, machine, measuring, resultfiles, torch_baseline
-from reports.census import PEERS, backend_status, select_backends
-from reports.sweep import fit_slope
+from parallel_lstm import lstm_numpy
+from parallel_lstm import run_comparison
+from parallel_lstm.lstm_numpy.flops import training_flops
+from parallel_lstm.data import make_workload
+from parallel_lstm.lstm_numpy.backends import BACKENDS
+from parallel_lstm.lstm_numpy.errors import NonFiniteLossError
+from parallel_lstm.reports import console, machine, measuring, resultfiles, torch_baseline
+from parallel_lstm.reports.census import PEERS, backend_status, select_backends
+from parallel_lstm.reports.sweep import fit_slope
 
 EVERY_OPTION = ("--workload", "--backends", "--cuda-simulator", "--epochs", "--lr", "--batch-size", "--hidden",
                 "--seq-len", "--samples", "--dtype", "--threads", "--blas-threads", "--repeats", "--no-one-thread",
@@ -450,7 +450,7 @@ def test_the_torch_row_agrees_with_the_reference_and_is_timed(tmp_path, capsys):
 def test_torch_is_left_out_of_a_default_run_and_a_missing_package_is_one_sentence(tmp_path, monkeypatch, capsys):
     names, census = select_backends(None, use_simulator=False)
     assert "torch" not in names and "--backends" in census["torch"].skip
-    monkeypatch.setitem(PEERS, "ghost", ("reports.torch_baseline", "no_such_package_here"))
+    monkeypatch.setitem(PEERS, "ghost", ("parallel_lstm.reports.torch_baseline", "no_such_package_here"))
     assert select_backends(None, use_simulator=False)[1]["ghost"].reason == "no_such_package_here is not installed"
 
     def missing():

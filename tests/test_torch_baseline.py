@@ -10,10 +10,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-import lstm_numpy as ref
-from data import make_workload
-from lstm_numpy.checks import assert_same_history
-from reports import torch_baseline
+from parallel_lstm import lstm_numpy as ref
+from parallel_lstm.data import make_workload
+from parallel_lstm.lstm_numpy.checks import assert_same_history
+from parallel_lstm.reports import torch_baseline
 
 pytest.importorskip("torch", reason="PyTorch is optional: pip install torch==2.13.0")
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-import lstm_numpy as L
-from data import make_workload, with_config
+from parallel_lstm import lstm_numpy as L
+from parallel_lstm.data import make_workload, with_config
 
 
 def replay_epoch(params, data, config, order):

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from data import LightPipeline, airpassengers, make_workload
-from data.light import choose_transform, transformed, untransformed
-from lstm_numpy import UserError, predict as predict_batch, train
-from reports.forecast import forecast_run
+from parallel_lstm.data import LightPipeline, airpassengers, make_workload
+from parallel_lstm.data.light import choose_transform, transformed, untransformed
+from parallel_lstm.lstm_numpy import UserError, predict as predict_batch, train
+from parallel_lstm.reports.forecast import forecast_run
 
 MONTHS = np.arange(150)
 # A count with empty months (clipped at zero, as sunspots) and an anomaly that crosses zero.
@@ -85,7 +85,7 @@ def test_a_series_that_grows_by_the_same_amount_has_no_variation_to_scale_withou
 
 
 def test_the_harness_takes_transform_and_says_which(tmp_path, capsys):
-    import run_comparison
+    from parallel_lstm import run_comparison
     series = tmp_path / "counts.csv"
     series.write_text("month,count\n" + "".join(f"{i},{(i * 7) % 23}\n" for i in range(80)))   # zeros in it
     argv = ["--workload", "light", "--data", str(series), "--column", "count", "--epochs", "1", "--backends",

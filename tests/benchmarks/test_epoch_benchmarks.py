@@ -32,13 +32,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from data import make_workload
-from lstm_numpy.backends import BACKENDS
-from lstm_numpy.contract import check_data, epoch_orders
-from lstm_numpy.flops import epoch_flops
-from reports import census
-from reports.machine import blas_threads
-from reports.measuring import blas_pinned
+from parallel_lstm.data import make_workload
+from parallel_lstm.lstm_numpy.backends import BACKENDS
+from parallel_lstm.lstm_numpy.contract import check_data, epoch_orders
+from parallel_lstm.lstm_numpy.flops import epoch_flops
+from parallel_lstm.reports import census
+from parallel_lstm.reports.machine import blas_threads
+from parallel_lstm.reports.measuring import blas_pinned
 
 # The timed sizes. "heavy" is reduced to a quarter of its windows (N=1024 instead of 4096,
 # still T=32, H=128, B=128) so a NumPy round takes seconds, not tens of seconds.
