@@ -78,7 +78,8 @@ from parallel_lstm.reports.commands import prog
 from parallel_lstm.reports.console import Progress, print_loss_log, print_scaling, print_sweep, print_timing
 from parallel_lstm.reports.measuring import (apply_rounds, blas_pinned, derived_rates, labelled_results, matmul_gflops,
                                measure_backend, noise_report, plan_entries, run_rounds, scaling_record)
-from parallel_lstm.reports.options import OneSentenceParser, backend_list, non_negative_int, positive_float, positive_int
+from parallel_lstm.reports.options import (EXIT_DISAGREE, EXIT_OK, OneSentenceParser, backend_list, non_negative_int,
+                                           parse_or_exit, positive_float, positive_int, run_tool)
 from parallel_lstm.reports import resultfiles
 from parallel_lstm.reports.resultfiles import config_record, default_results_dir as default_out_dir, results_document, run_record
 from parallel_lstm.lstm_numpy.backends import enable_cuda_simulator
@@ -89,8 +90,6 @@ PROG = prog("compare")       # the name usage lines and errors use; python run_c
 MATMUL_N = 2048              # the reference matmul's size (tests shrink it)
 LONG_TIMING_S = 60.0         # say how long the timing rounds will take when it is longer than this
 DEFAULT_REPEATS = 5          # timing rounds (tests lower it)
-EXIT_OK, EXIT_DISAGREE, EXIT_USAGE, EXIT_DIVERGED = 0, 1, 2, 3
-EXIT_INTERRUPTED = 130          # 128 + SIGINT, as shells report it
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -451,10 +450,9 @@ def run(args, say, progress: Progress) -> int:
 def main(argv=None) -> int:
     """Run the harness with these command-line options; return the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:          # --help (0) or a bad option (2, already explained on stderr)
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    args, exit_code = parse_or_exit(build_parser(), argv)
+    if args is None:
+        return exit_code
     args.argv = argv
 
     def say(text_or_printer):
@@ -465,23 +463,14 @@ def main(argv=None) -> int:
         else:
             print(text_or_printer)
 
-    try:
+    def work():
         if args.cuda_simulator:
             enable_cuda_simulator()
         code = run(args, say, Progress(not args.quiet))
         if args.report and code == EXIT_OK:
             say(f"report: {build_report(default_out_dir().parent, args.out or default_out_dir())}")
         return code
-    except UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except NonFiniteLossError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return EXIT_DIVERGED
-    except KeyboardInterrupt:          # results are published whole or not at all (lstm_numpy.files)
-        print(f"{PROG}: interrupted; results files are written whole or not at all, so none is half-written.",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return run_tool(PROG, work)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import sys
 import numpy as np
 
 from parallel_lstm.data.workloads import WORKLOADS, make_workload, with_config
-from parallel_lstm.lstm_numpy.errors import NonFiniteLossError, UserError
 from parallel_lstm.reports import machine as machine_facts
 from parallel_lstm.reports import resultfiles
 from parallel_lstm.reports.census import REFERENCE, select_backends
@@ -33,7 +32,7 @@ from parallel_lstm.reports.commands import prog
 from parallel_lstm.reports.console import Progress, fmt, spread_text
 from parallel_lstm.reports.measuring import (apply_rounds, derived_rates, matmul_gflops, measure_backend, noise_report,
                                plan_entries, run_rounds)
-from parallel_lstm.reports.options import OneSentenceParser, positive_int
+from parallel_lstm.reports.options import OneSentenceParser, parse_or_exit, positive_int, run_tool
 from parallel_lstm.reports.verdict import compare_with_reference, verdict_line, verdict_record
 
 BACKEND = "numba_cpu"
@@ -158,18 +157,8 @@ def run(args, argv: list[str]) -> int:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:          # --help (0) or a bad option (2, already explained on stderr)
-        return exc.code if isinstance(exc.code, int) else 2
-    try:
-        return run(args, argv)
-    except UserError as exc:
-        print(f"{TOOL}: error: {exc}", file=sys.stderr)
-        return 2
-    except NonFiniteLossError as exc:
-        print(f"{TOOL}: {exc}", file=sys.stderr)
-        return 3
+    args, exit_code = parse_or_exit(build_parser(), argv)
+    return exit_code if args is None else run_tool(prog("bench"), lambda: run(args, argv))
 
 
 if __name__ == "__main__":

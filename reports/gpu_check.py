@@ -65,7 +65,8 @@ from parallel_lstm.reports.gpu_budget import Budget, Plan
 from parallel_lstm.reports.machine import describe_machine
 from parallel_lstm.reports.measuring import (apply_rounds, derived_rates, matmul_gflops, measure_backend, noise_report, run_rounds,
                                timed_entry)
-from parallel_lstm.reports.options import OneSentenceParser, choice_list, positive_float, positive_int
+from parallel_lstm.reports.options import (EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_USAGE, OneSentenceParser, choice_list,
+                                           parse_or_exit, positive_float, positive_int, run_tool)
 from parallel_lstm.reports.verdict import compare_with_reference, verdict_line, verdict_record
 
 TOOL = "reports.gpu_check"
@@ -75,19 +76,20 @@ WORKLOADS = ("light", "heavy", "gpu")
 FULL_BASELINES = ("light",)      # elsewhere a full CPU epoch would take minutes: a sample is timed
 VALIDATION_SIZES = [(5, 7, 3, 37, 3), (33, 3, 1, 130, 2), (1, 1, 2, 3, 3)]   # (B, T, D, H, Y), crossing tiles
 CHECK_EPOCHS = 2     # the training run checks the losses (on light); the timing is the interleaved rounds
-EXIT_STOPPED, EXIT_INTERRUPTED = 4, 130
+EXIT_STOPPED = 4           # an unexpected error after some results were written
+PROG = prog("gpu-check")
 clock = time.monotonic           # the budget's clock (tests replace it)
 
 
 def build_parser(kernel_versions) -> OneSentenceParser:
-    parser = OneSentenceParser(prog=prog("gpu-check"), description=__doc__.splitlines()[0])
+    parser = OneSentenceParser(prog=PROG, description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("--out", required=True, help="folder for the JSON and CSV results (created if missing)")
     add("--workloads", type=choice_list(str, WORKLOADS, "workload", "workloads"), default=list(WORKLOADS),
         help=f"comma-separated workloads (default: {','.join(WORKLOADS)})")
     add("--versions", type=choice_list(int, kernel_versions, "kernel version", "kernel versions"),
-        default=list(kernel_versions), help=f"comma-separated kernel versions (default: every one, "
-                                            f"{','.join(map(str, kernel_versions))})")
+        default=list(kernel_versions), help="comma-separated kernel versions (default: every one"
+                                            + "".join(f", {v}" for v in kernel_versions) + ")")
     add("--repeats", type=positive_int, default=5,
         help="interleaved timing rounds of one epoch per backend and version (default: 5)")
     add("--baseline-batches", type=positive_int, default=4,
@@ -494,13 +496,13 @@ def finish(s: Session, exit_code: int, stopped: str | None = None) -> int:
         try:
             s.publish("gpu_check-plan", plan_document(s, exit_code))
         except (UserError, OSError) as exc:
-            print(f"gpu_check: the plan file could not be written ({exc})", file=sys.stderr)
+            print(f"{PROG}: the plan file could not be written ({exc})", file=sys.stderr)
     if s.fastest:
         print("fastest CUDA version: " + ", ".join(f"{w} v{v} ({t * 1e3:.3f} ms/epoch)"
                                                    for w, (t, v) in s.fastest.items()), flush=True)
     print(s.plan.summary(s.budget), flush=True)
     if stopped:
-        print(f"gpu_check: stopped by {stopped}; the {len(before)} results files written before it stand"
+        print(f"{PROG}: stopped by {stopped}; the {len(before)} results files written before it stand"
               + (f" ({', '.join(os.path.basename(p) for p in before)})" if before else "")
               + ", and the plan file says what became of the rest", file=sys.stderr)
     return exit_code
@@ -514,7 +516,7 @@ def run(args, argv: list, status, budget: Budget) -> int:
     rows = validate(status.module, census[REFERENCE].module, args.versions)
     failed = [row for row in rows if not row["ok"]]
     if failed:
-        print(f"gpu_check: {len(failed)} validation checks FAILED; not timing. First: {failed[0]}", file=sys.stderr)
+        print(f"{PROG}: {len(failed)} validation checks FAILED; not timing. First: {failed[0]}", file=sys.stderr)
         document = failed_validation_document(rows, failed, names, census, args.dtype, argv)
         print(document["verdict"]["line"])
         paths = resultfiles.write_results(args.out, resultfiles.results_stem("gpu_check-validation"), document)
@@ -532,11 +534,11 @@ def run(args, argv: list, status, budget: Budget) -> int:
     except KeyboardInterrupt as exc:
         return finish(s, EXIT_INTERRUPTED, f"an interrupt ({str(exc) or 'Ctrl-C'})")
     except UserError as exc:
-        print(f"gpu_check: error: {exc}", file=sys.stderr)
-        return finish(s, 2, "that error")
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return finish(s, EXIT_USAGE, "that error")
     except NonFiniteLossError as exc:
-        print(f"gpu_check: {exc}", file=sys.stderr)
-        return finish(s, 3, "the diverged training")
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return finish(s, EXIT_DIVERGED, "the diverged training")
     except Exception as exc:    # anything else: say so, keep what was written
         traceback.print_exc()
         return finish(s, EXIT_STOPPED, f"an error ({type(exc).__name__}: {exc})")
@@ -546,31 +548,21 @@ def run(args, argv: list, status, budget: Budget) -> int:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     status = backend_status(CUDA)
-    if status.module is None:
-        print(f"gpu_check: {status.reason}.", file=sys.stderr)
-        return 2
-    try:
-        args = build_parser(sorted(status.module.KERNEL_VERSIONS)).parse_args(argv)
-    except SystemExit as exc:          # --help (0) or a bad option (2, already explained on stderr)
-        return exc.code if isinstance(exc.code, int) else 2
-    reason = refusal(status)
+    # --help answers even where numba_cuda cannot be imported (the versions are then unknown)
+    versions = sorted(status.module.KERNEL_VERSIONS) if status.module is not None else []
+    args, exit_code = parse_or_exit(build_parser(versions), argv)
+    if args is None:
+        return exit_code
+    reason = f"{status.reason}." if status.module is None else refusal(status)
     if reason is not None:
-        print(f"gpu_check: {reason}", file=sys.stderr)
-        return 2
+        print(f"{PROG}: {reason}", file=sys.stderr)
+        return EXIT_USAGE
     budget = Budget(args.max_seconds, clock)
-    try:
+
+    def work():
         with sigterm_interrupts():
             return run(args, argv, status, budget)
-    except UserError as exc:
-        print(f"gpu_check: error: {exc}", file=sys.stderr)
-        return 2
-    except NonFiniteLossError as exc:
-        print(f"gpu_check: {exc}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt as exc:   # during the validation: nothing was written yet
-        print(f"gpu_check: stopped by an interrupt ({str(exc) or 'Ctrl-C'}) during the validation; nothing was written",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return run_tool(PROG, work, "stopped by an interrupt ({reason}) during the validation; nothing was written")
 
 
 if __name__ == "__main__":

@@ -312,6 +312,24 @@ def test_gpu_check_stopped_later_keeps_the_files_it_wrote(two_workloads, tmp_pat
         assert resultfiles.read_results(path)["exit_code"] == 0
 
 
+def test_gpu_check_help_answers_where_numba_cuda_cannot_be_imported(monkeypatch, capsys):
+    broken = BackendStatus("numba_cuda", None, "importing numba_cuda failed (ModuleNotFoundError)")
+    monkeypatch.setattr(gpu_check, "backend_status", lambda name: broken)
+    assert gpu_check.main(["--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: parallel-lstm gpu-check ")
+    assert gpu_check.main(["--out", "anywhere"]) == 2
+    assert capsys.readouterr().err == "parallel-lstm gpu-check: importing numba_cuda failed (ModuleNotFoundError).\n"
+
+
+def test_cpu_bench_stopped_by_ctrl_c_says_so_in_one_line_and_exits_130(monkeypatch, capsys):
+    def interrupted(args, argv):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cpu_bench, "run", interrupted)
+    assert cpu_bench.main(["--workloads", "seed"]) == 130
+    assert capsys.readouterr().err == ("parallel-lstm bench: interrupted (Ctrl-C); results files are written whole "
+                                       "or not at all, so none is half-written\n")
+
+
 def test_gpu_check_and_what_it_imports_run_without_threadpoolctl():
     """threadpoolctl is imported only where BLAS threads are pinned or counted; without it the count is unknown
     and pinning is one sentence."""
@@ -319,7 +337,8 @@ def test_gpu_check_and_what_it_imports_run_without_threadpoolctl():
     import subprocess
     import sys
     script = ("import sys; sys.modules['threadpoolctl'] = None\n"
-              "import reports.gpu_check, reports.measuring as m, reports.machine as mc\n"
+              "import parallel_lstm.reports.gpu_check\n"
+              "from parallel_lstm.reports import measuring as m, machine as mc\n"
               "assert mc.blas_threads() is None and mc.describe_machine()['blas'] is not None\n"
               "with m.blas_pinned(None): pass\n"
               "try:\n    m.blas_pinned(1)\nexcept m.UserError as exc:\n    print(exc)\n")

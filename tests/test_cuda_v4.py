@@ -303,7 +303,7 @@ def test_plan_on_the_gpu_geometry():
     import os
     import subprocess
     root = os.path.dirname(os.path.dirname(os.path.abspath(v4.__file__)))
-    script = ("import json, numpy as np; from lstm_numba_cuda import v4; "
+    script = ("import json, numpy as np; from parallel_lstm.lstm_numba_cuda import v4; "
               "p = lambda *a: (lambda q: [q.units, q.slices, q.groups, q.shared_bytes, q.parts])(v4.plan(*a)); "
               "print(json.dumps({'max32': v4.max_hidden(np.float32), 'max64': v4.max_hidden(np.float64), "
               "'gpu32': p(64, 1, 512, 1, 512, np.float32), 'gpu64': p(64, 1, 512, 1, 512, np.float64), "
