@@ -20,7 +20,7 @@ from parallel_lstm.lstm_numpy.memory import check_fits, training_bytes
 from parallel_lstm.lstm_numpy.params import Params, check_sizes, init_params
 from parallel_lstm.lstm_numpy.contract import Dataset, TrainConfig
 
-from .light import LightPipeline
+from .light import DIFFERENCE, LightPipeline
 from .seed import seed_dataset
 from .series import airpassengers
 from .synthetic import synthetic_windows, valid_count
@@ -73,12 +73,14 @@ class Workload:
 def make_workload(name: str, *, hidden: int | None = None, batch_size: int | None = None,
                   lr: float | None = None, epochs: int | None = None, samples: int | None = None,
                   seq_len: int | None = None, seed: int = 0, series: np.ndarray | None = None,
-                  forget_bias: float | None = None, transform: str | None = None, **config_options) -> Workload:
+                  forget_bias: float | None = None, transform: str | None = None, difference: int | None = None,
+                  **config_options) -> Workload:
     """Build workload ``name``, any default overridden by the keyword of the same name.
 
     ``series`` replaces AirPassengers (seed, light); ``transform`` (light only: auto, log or
-    none, default auto; see data/light.py) is recorded in ``pipeline.transform``;
-    ``config_options`` go to TrainConfig (clip_norm, threads, kernel_version).
+    none, default auto; see data/light.py) is recorded in ``pipeline.transform``; ``difference``
+    (light only: the lag L of the changes, default 1; 12 differences over a year) in
+    ``pipeline.difference``; ``config_options`` go to TrainConfig (clip_norm, threads, kernel_version).
     """
     if name not in DEFAULTS:
         raise UserError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}.")
@@ -88,6 +90,8 @@ def make_workload(name: str, *, hidden: int | None = None, batch_size: int | Non
     check_sizes(hidden=H, batch_size=B, epochs=n_epochs)
     if transform is not None and name != "light":
         raise UserError(f"the {name} workload has no transform; --transform applies to light only.")
+    if difference is not None and name != "light":
+        raise UserError(f"the {name} workload takes no difference lag; difference applies to light only.")
     test, pipeline = None, None
     if name in ("heavy", "gpu"):
         if series is not None:
@@ -106,7 +110,8 @@ def make_workload(name: str, *, hidden: int | None = None, batch_size: int | Non
             arrays, test = parts[:4], parts[4:]
         else:
             check_sizes(seq_len=T)
-            pipeline = LightPipeline.fit(values, window=T, transform=transform or "auto")
+            pipeline = LightPipeline.fit(values, window=T, transform=transform or "auto",
+                                         difference=DIFFERENCE if difference is None else difference)
             parts = pipeline.split()
             arrays, test = parts[:4], parts[4:]
     data = Dataset(*arrays)

@@ -105,6 +105,11 @@ def forecast_run(seed: int, backend: str = "numpy", series: np.ndarray | None = 
                        history.train_loss, history.valid_loss, pipe.transform)
 
 
+def describe(setting: dict) -> str:
+    """``{"lr": 0.1, "epochs": 5}`` -> "lr 0.1, epochs 5"."""
+    return ", ".join(f"{key} {value}" for key, value in setting.items())
+
+
 def ensemble_forecast(runs: list[ForecastRun]) -> dict[str, np.ndarray]:
     """{horizon: the seeds' forecasts' median, month by month}."""
     return {"one-step": np.median([r.one_step for r in runs], axis=0),

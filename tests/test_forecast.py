@@ -104,6 +104,7 @@ def test_the_forecast_section_scores_every_method_on_the_test_months(short_forec
     assert "transform log" in text and text.count("\n| 1 | ") == 1   # one row per seed
 
 
+
 def test_the_section_names_the_classical_baselines_when_statsmodels_computed_them(short_forecast):
     pytest.importorskip("statsmodels")
     text = "\n".join(forecast_markdown(short_forecast))
@@ -158,11 +159,11 @@ def test_the_backtest_search_keeps_the_best_grid_setting_and_only_changes_that_h
         return {"one-step": total, "24-step": 0.0, "score": total, "ensemble": {"one-step": 0.0, "24-step": 0.0}}
     lines = []
     chosen, result = backtest.search(score, echo=lines.append)
-    assert chosen == {"hidden": 8, "lr": 0.2, "batch_size": 8, "forget_bias": 0.0, "epochs": 300,
-                      "early_stopping": True, "seq_len": 24}, "the tie between 300 and 600 epochs goes to 300"
+    assert chosen == {"difference": (1,), "hidden": 8, "lr": 0.2, "batch_size": 8, "forget_bias": 0.0, "epochs": 300,
+                      "early_stopping": True, "seq_len": 24}, "ties (300 or 600 epochs, either lags) go to the first"
     assert result["score"] == -0.25
     assert len(lines) == 1 + len(backtest.grid_settings()) + 1 + len(backtest.CHANGES) + 1
-    assert len(backtest.grid_settings()) == 48 and lines[-1].startswith("chosen: hidden 8, lr 0.2")
+    assert len(backtest.grid_settings()) == 96 and lines[-1].startswith("chosen: difference (1,), hidden 8, lr 0.2")
 
 
 def test_the_backtest_help_answers_without_searching(monkeypatch, capsys):

@@ -47,7 +47,7 @@ def test_forecasts_of_the_true_changes_give_the_true_values(series):
     pipe = LightPipeline.fit(series)
     X, Y = pipe.windows()
     months = pipe.target_months
-    np.testing.assert_allclose(pipe.to_levels(Y[:, 0], series[months - 1]), series[months], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(pipe.to_levels(Y[:, 0], series, months), series[months], rtol=1e-12, atol=1e-12)
     by_window = {tuple(x[:, 0]): y for x, y in zip(X, Y[:, 0])}
     oracle = lambda windows: np.array([[by_window[tuple(w[:, 0])]] for w in windows])  # noqa: E731
     np.testing.assert_allclose(pipe.one_step(oracle, months[-24:]), series[-24:], rtol=1e-12, atol=1e-12)
@@ -95,3 +95,70 @@ def test_the_harness_takes_transform_and_says_which(tmp_path, capsys):
     assert run_comparison.main(argv + ["--transform", "log"]) == 2
     assert run_comparison.main(["--workload", "seed", "--transform", "none", "--out", str(tmp_path / "o2")]) == 2
     assert "applies to light only" in capsys.readouterr().err
+
+
+
+# The difference lags: 12 is the change from the same month last year, (1, 12) the airline model's.
+
+@pytest.mark.parametrize("lags, K", [(12, 12), ((1, 12), 13)], ids=["12", "1,12"])
+@pytest.mark.parametrize("series", [airpassengers(), WITH_NEGATIVES], ids=["log", "none"])
+def test_seasonal_differences_are_undone_exactly_one_step_and_recursively(series, lags, K):
+    pipe = LightPipeline.fit(series, difference=lags)
+    z = np.log(series) if pipe.transform == "log" else series
+    by_hand = z[12:] - z[:-12] if lags == 12 else (z[13:] - z[12:-1]) - (z[1:-12] - z[:-13])
+    np.testing.assert_allclose(pipe.change, by_hand, rtol=1e-13, atol=1e-13)
+    X, Y = pipe.windows()
+    months = pipe.target_months
+    assert months[0] == 12 + K and X.shape == (series.size - 12 - K, 12, 1)
+    # Each window ends with the change into the month before its target.
+    np.testing.assert_array_equal(X[:, -1, 0], pipe.scaled[np.arange(months.size) + 11])
+    np.testing.assert_allclose(pipe.to_levels(Y[:, 0], series, months), series[months], rtol=1e-12, atol=1e-12)
+    by_window = {tuple(x[:, 0]): y for x, y in zip(X, Y[:, 0])}
+    oracle = lambda windows: np.array([[by_window[tuple(w[:, 0])]] for w in windows])  # noqa: E731
+    first = series.size - 24
+    np.testing.assert_allclose(pipe.one_step(oracle, np.arange(first, series.size)), series[first:],
+                               rtol=1e-12, atol=1e-12)
+    # 24 steps from month first-1: the bases of months first+12.. are forecasts themselves.
+    np.testing.assert_allclose(pipe.recursive(oracle, first, 24), series[first:], rtol=1e-10, atol=1e-10)
+
+
+def test_a_recursive_seasonal_forecast_builds_on_the_levels_a_year_before():
+    series = airpassengers()
+    changes = np.linspace(-1, 1, 24)
+    for lags in (12, (1, 12)):
+        pipe = LightPipeline.fit(series, difference=lags)
+        steps = iter(changes)
+        f = pipe.recursive(lambda windows: np.array([[next(steps)]]), 120, 24)
+        factor = np.exp(changes * pipe.std + pipe.mean)
+        p = np.r_[series[:120], f]           # actual months, then the forecasts
+        m = np.arange(120, 144)
+        # Lag 12: P[m] = P[m-12] * factor; lags 1 and 12: P[m] = P[m-1] * P[m-12] / P[m-13] * factor.
+        base = p[m - 12] if lags == 12 else p[m - 1] * p[m - 12] / p[m - 13]
+        np.testing.assert_allclose(f, base * factor, rtol=1e-12)
+
+
+def test_the_difference_lags_set_the_split_and_lag_one_is_the_default():
+    one, year, both = (make_workload("light", epochs=1, difference=d) for d in (None, 12, (1, 12)))
+    assert (one.pipeline.difference, year.pipeline.difference, both.pipeline.difference) == ((1,), (12,), (1, 12))
+    assert [w.shapes["N_train"] for w in (one, year, both)] == [144 - 1 - 12 - 36, 144 - 12 - 12 - 36, 144 - 13 - 12 - 36]
+    np.testing.assert_array_equal(one.data.X_train, make_workload("light", epochs=1, difference=1).data.X_train)
+
+
+@pytest.mark.parametrize("lags", [0, -12, 1.5, "12", True, (), (1, 0)])
+def test_a_bad_difference_lag_is_refused_in_one_sentence(lags):
+    with pytest.raises(UserError, match=r"^the difference lags must be whole numbers of months of at least 1 "
+                                        r"\(1: from last month, 12: from the same month last year, \(1, 12\): both\), "
+                                        r"got .+\.$"):
+        make_workload("light", difference=lags)
+
+
+def test_lags_too_long_for_the_series_or_another_workload_are_refused():
+    with pytest.raises(UserError, match="windows of 12 of changes over 1\\+12 months with 12 validation and 24 "
+                                        "test months need at least 62; give a longer series or a shorter window"):
+        LightPipeline.fit(airpassengers()[:61], difference=(1, 12))
+    LightPipeline.fit(airpassengers()[:62], difference=(1, 12))   # one training window
+    with pytest.raises(UserError, match="the heavy workload takes no difference lag; difference applies to light only"):
+        make_workload("heavy", difference=12)
+    # Growth by the same factor every year: the yearly change has no variation.
+    with pytest.raises(UserError, match="changes by the same factor over every 12 months over its first 48 values"):
+        LightPipeline.fit(np.tile(np.arange(1.0, 13.0), 7) * 1.05 ** np.repeat(np.arange(7.0), 12), difference=12)
