@@ -174,9 +174,9 @@ def forecast_markdown(data: dict, figure: str = "forecast") -> list[str]:
         f" transform {runs[0].transform}), trained on the months before 1958-01 with seeds 0..{seeds - 1}"
         + (", each kept at the epoch of its lowest validation loss on 1958" if data["early_stopping"] else
            ", validated on 1958") + ". The test months took no part in training or in choosing settings.",
-        "The settings are the workload's defaults, chosen by the first backtest inside the months before 1959",
-        "(`parallel-lstm backtest`: the same pipeline on months 1949-1958, scored on its own last 24 months).",
-        "Later backtests preferred other settings, and neither was adopted: a learning rate of 0.2 with",
+        "The settings are the workload's defaults. The backtest inside the months before 1959",
+        "(`parallel-lstm backtest`: the same pipeline on months 1949-1958, scored on its own last 24 months)",
+        "scores two other settings better, and neither was adopted: a learning rate of 0.2 with",
         "minibatches of 8 and early stopping trains chaotically (the backends' float64 losses part beyond the",
         "1e-10 rule for some seeds), and differencing at lags 1 and 12, the backtest's clear winner, failed its one",
         "evaluation on the test months at 24 steps, since one forecast origin is too few to choose the",
