@@ -39,7 +39,7 @@ def fast_simulator_thread_switching():
     interval every syncthreads costs milliseconds. A short interval makes this file ~3x faster;
     it changes no result."""
     previous = sys.getswitchinterval()
-    sys.setswitchinterval(2e-5)
+    sys.setswitchinterval(1e-4)
     yield
     sys.setswitchinterval(previous)
 
