@@ -20,6 +20,8 @@ TOOLS = {
     "compare": ("parallel_lstm.run_comparison",
                 "train every backend on one workload, check their losses against the reference, time them"),
     "report": ("parallel_lstm.reports.build", "build the course report (REPORT.md, figures, summary CSV) from results"),
+    "forecast": ("parallel_lstm.reports.forecast",
+                 "train on any series (AirPassengers by default) and forecast its last 24 values, with baselines"),
     "backtest": ("parallel_lstm.reports.backtest",
                  "choose the light forecast's settings on the months before the test period"),
     "bench": ("parallel_lstm.reports.cpu_bench", "benchmark numba_cpu against NumPy on every thread and on one"),

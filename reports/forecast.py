@@ -19,15 +19,19 @@ Metrics, for forecasts f and actual values a (series units; AirPassengers: thous
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 
 from parallel_lstm.data import airpassengers, airpassengers_months, make_workload, with_config
-from parallel_lstm.lstm_numpy import History, get_backend
+from parallel_lstm.data.series import load_series
+from parallel_lstm.lstm_numpy import History, UserError, get_backend
 
 from . import tables
 from .baselines import STATSMODELS_REQUIREMENT, classical_forecasts
+from .commands import prog
+from .options import OneSentenceParser, parse_or_exit, positive_int, run_tool
 
 FIRST_TEST = 120
 HORIZON = 24
@@ -142,7 +146,8 @@ def forecast_data(seeds: int = ENSEMBLE_SEEDS, backend: str = "numpy", series: n
     forecasts (None without statsmodels) and the seeds' spread."""
     series = airpassengers() if series is None else series
     runs = [forecast_run(seed, backend, series, early_stopping, **overrides) for seed in range(seeds)]
-    classical = classical_forecasts(series, series.size - HORIZON, HORIZON)
+    # Holt-Winters' multiplicative season and the airline model's logarithm need positive values
+    classical = classical_forecasts(series, series.size - HORIZON, HORIZON) if np.all(series > 0) else None
     by_method = forecasts_by_method(runs, series, classical)
     first = series.size - HORIZON
     scored = {name: {h: metrics(f, series[first:], series, first) for h, f in by_horizon.items()}
@@ -202,6 +207,43 @@ def forecast_section(folder, seeds: int = ENSEMBLE_SEEDS, backend: str = "numpy"
     drawn = {name: f for name, f in data["forecasts"].items() if not name.startswith(("LSTM", "persistence"))}
     figure = figures.forecast_figure(folder, data["series"], airpassengers_months(), data["runs"], drawn)
     return forecast_markdown(data, figure.name), [figure]
+
+
+def main(argv=None) -> int:
+    """``parallel-lstm forecast``: train the light workload on any series, forecast its held-out end."""
+    parser = OneSentenceParser(prog=prog("forecast"), description=main.__doc__.split(": ", 1)[1])
+    parser.add_argument("--data", metavar="FILE", help="CSV file of the series (default: AirPassengers)")
+    parser.add_argument("--column", help="the CSV column that holds the series (with --data)")
+    parser.add_argument("--seeds", type=positive_int, default=ENSEMBLE_SEEDS,
+                        help="models trained, seeds 0..N-1; their median forecast is the ensemble (default: %(default)s)")
+    parser.add_argument("--backend", default="numpy", help="backend that trains (default: %(default)s)")
+    parser.add_argument("--transform", choices=("auto", "log", "none"), default="auto",
+                        help="log only when every value is positive with auto (default: %(default)s)")
+    parser.add_argument("--epochs", type=positive_int, help="training epochs (default: the light workload's)")
+    args, exit_code = parse_or_exit(parser, sys.argv[1:] if argv is None else list(argv))
+    return exit_code if args is None else run_tool(prog("forecast"), lambda: print_forecast(args))
+
+
+def print_forecast(args) -> int:
+    if (args.data is None) != (args.column is None):
+        raise UserError("--data and --column go together: give the CSV file and the name of its numeric column.")
+    get_backend(args.backend)    # an unknown backend is refused before any training
+    series = load_series(args.data, args.column) if args.data else airpassengers()
+    overrides = {"transform": args.transform, **({"epochs": args.epochs} if args.epochs else {})}
+    data = forecast_data(args.seeds, args.backend, series, **overrides)
+    runs, spread = data["runs"], data["spread"]
+    name = f"{args.data} column {args.column}" if args.data else "AirPassengers"
+    print(f"series: {name}, {series.size} values; transform {runs[0].transform}; the last {HORIZON} held out, "
+          f"the 12 before them validate, the rest train; {len(runs)} seeds on {args.backend}")
+    rows = {f"LSTM, median of {len(runs)} seeds' metrics": data["median"], **data["metrics"]}
+    print(tables.forecast_table(rows))
+    print(f"one-step RMSE over the seeds {spread['one-step']['min']:.4g} .. {spread['one-step']['max']:.4g}, 24-step "
+          f"{spread['24-step']['min']:.4g} .. {spread['24-step']['max']:.4g} (the series' units)")
+    if data["classical"] is None:
+        print("Holt-Winters and the airline model: not computed (" + (
+            "they need positive values" if np.any(series <= 0) else f"they need statsmodels: pip install "
+                                                                    f"\"{STATSMODELS_REQUIREMENT}\"") + ")")
+    return 0
 
 
 __all__ = ["EARLY_STOPPING", "ENSEMBLE_SEEDS", "ForecastRun", "ensemble_forecast",

@@ -12,6 +12,7 @@ from parallel_lstm.reports import backtest
 from parallel_lstm.reports.forecast import (ForecastRun, ensemble_forecast, forecast_data, forecast_markdown,
                               forecast_run, forecast_section, metrics, persistence, rmse_spread, seasonal_naive,
                               train_for_forecast)
+from parallel_lstm.reports.forecast import main as forecast_main
 
 
 def test_metrics_by_hand():
@@ -177,3 +178,41 @@ def test_the_backtest_refuses_an_unknown_backend_before_searching(monkeypatch, c
     monkeypatch.setattr(backtest, "search", lambda *a, **k: pytest.fail("the search started"))
     assert backtest.main(["--backend", "abacus"]) == 2
     assert "unknown backend 'abacus'" in capsys.readouterr().err
+
+
+def write_column(path, name, values):
+    path.write_text(f"year,{name}\n" + "".join(f"{1700 + i},{float(v)!r}\n" for i, v in enumerate(values)))
+    return path
+
+
+def sunspots():
+    """Yearly sunspot numbers 1700-2008 as statsmodels ships them: a real series with zero years."""
+    datasets = pytest.importorskip("statsmodels.datasets.sunspots", reason="the real series comes with statsmodels")
+    return datasets.load_pandas().data["SUNACTIVITY"].to_numpy(dtype=np.float64)
+
+
+@pytest.mark.parametrize("source", ["synthetic", "sunspots"])
+def test_the_forecast_command_trains_and_forecasts_a_series_with_zeros(tmp_path, capsys, source):
+    months = np.arange(150)
+    values = (sunspots() if source == "sunspots"
+              else np.maximum(0.0, np.round(60 * np.sin(months / 8) + 0.3 * months)))
+    assert (values == 0).sum() >= 3
+    path = write_column(tmp_path / "series.csv", "count", values)
+    assert forecast_main(["--data", str(path), "--column", "count", "--seeds", "2", "--epochs", "3"]) == 0
+    out = capsys.readouterr().out
+    assert f"{values.size} values; transform none; the last 24 held out" in out
+    # the command's table is the one forecast_data computes for the same series and settings
+    data = forecast_data(2, "numpy", values, transform="auto", epochs=3)
+    assert f"| LSTM, median of 2 seeds' metrics | one-step | {data['median']['one-step']['RMSE']:.1f} |" in out
+    ensemble = data["metrics"]["LSTM ensemble (median of 2 seeds' forecasts)"]["24-step"]
+    assert f"| 24-step | {ensemble['RMSE']:.1f} | {ensemble['MAE']:.1f} |" in out
+    assert "Holt-Winters and the airline model: not computed (they need positive values)" in out
+
+
+def test_the_forecast_command_refuses_data_without_a_column_in_one_sentence(tmp_path, capsys):
+    path = write_column(tmp_path / "series.csv", "count", np.arange(80.0))
+    assert forecast_main(["--data", str(path)]) == 2
+    assert capsys.readouterr().err == ("parallel-lstm forecast: error: --data and --column go together: give the CSV "
+                                       "file and the name of its numeric column.\n")
+    assert forecast_main(["--data", str(path), "--column", "count", "--backend", "cobol"]) == 2
+    assert "unknown backend 'cobol'" in capsys.readouterr().err
