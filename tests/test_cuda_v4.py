@@ -365,19 +365,6 @@ def test_the_trainer_plans_several_blocks_per_minibatch():
     assert trainer.run.state.partial.shape[0] >= max(w.plan.blocks for w in trainer.version.workspaces.values())
 
 
-def test_launch_and_transfer_counts_per_epoch():
-    """Per-step launches: 2T + 5 per minibatch, T + 1 per validation chunk, 1 validation loss, 1 epoch begin."""
-    rng = np.random.default_rng(1)
-    T = 3
-    trainer = cu.CudaTrainer(ref.init_params(2, H_, Y_), make_data(rng, "regression", np.float64, T=T),
-                             ref.TrainConfig(batch_size=BATCH, kernel_version=4))
-    for order in epoch_orders(N_TRAIN, 2, 0):
-        trainer.run_epoch(order)
-        stats = trainer.stats
-        assert (stats["h2d_per_epoch"], stats["d2h_per_epoch"]) == (1, 1)
-        assert stats["launches_per_epoch"] == 1 + 3 * (2 * T + 5) + 1 * (T + 1) + 1
-
-
 @pytest.fixture
 def cooperative_version(monkeypatch):
     """v4 as one cooperative launch per minibatch; on the simulator that needs one block, so one block

@@ -58,8 +58,8 @@ def test_kernels_launch_with_the_geometry_the_report_assumes(monkeypatch, versio
         return real(self, kernel, grid, block, *args, shared_bytes=shared_bytes)
     monkeypatch.setattr(Launcher, "launch", spy)
     rng = np.random.default_rng(0)
-    X, targets = rng.normal(size=(16, T, D)), rng.normal(size=(16, Y))
-    data = ref.Dataset(X[:13], targets[:13], X[13:], targets[13:])      # minibatches of 11 and 2
+    X, targets = rng.normal(size=(13, T, D)), rng.normal(size=(13, Y))
+    data = ref.Dataset(X[:B], targets[:B], X[B:], targets[B:])      # one minibatch of B, 2 validation rows
     from parallel_lstm.lstm_numba_cuda import train
     train(ref.init_params(D, H, Y), data, ref.TrainConfig(epochs=1, batch_size=B, kernel_version=version))
     shapes = {"T": T, "D": D, "H": H, "Y": Y, "B": B}
@@ -95,10 +95,9 @@ def test_every_kernel_compiles_for_a_real_gpu_and_reports_its_resources(tmp_path
     """The simulator never compiles the kernels; NVVM does, here without a GPU (in a subprocess: this process
     has the simulator on), and ptxas reports each build's resources. Skipped without a CUDA toolkit."""
     report = tmp_path / "resources.json"
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0",
-           "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-m", "parallel_lstm.lstm_numba_cuda.ptx_check", "--json", str(report)], env=env,
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
+    done = subprocess.run([sys.executable, "-m", "parallel_lstm.lstm_numba_cuda.ptx_check", "--json", str(report)],
+                          env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     if done.returncode == 3:
         pytest.skip(done.stderr.strip())
     assert done.returncode == 0, done.stdout + done.stderr
