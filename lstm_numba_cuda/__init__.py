@@ -50,7 +50,7 @@ Check and time every version on a GPU:  parallel-lstm gpu-check --out DIR [--max
 Predict every version's epoch, no GPU:  NUMBA_ENABLE_CUDASIM=0 parallel-lstm napkin
 Compile every kernel for sm_90 without a GPU:  NUMBA_ENABLE_CUDASIM=0 parallel-lstm ptx-check
 Without a GPU (Numba's CUDA simulator, tiny sizes):
-    NUMBA_ENABLE_CUDASIM=1 PYTHONPATH=. python -m pytest tests/test_numba_cuda.py
+    NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/test_numba_cuda.py    # after pip install -e .
 
 Entry points are those of lstm_numpy (see its docstring); ``predict`` also takes kernel_version.
 """

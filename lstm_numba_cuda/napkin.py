@@ -49,6 +49,7 @@ import numpy as np
 
 from parallel_lstm.lstm_numpy.contract import CLASSIFICATION, TASK_CODES, batch_bounds
 from parallel_lstm.reports.commands import prog
+from parallel_lstm.reports.options import parse_or_exit
 
 from . import h200
 from .device_code import BLOCK, REDUCE_THREADS, TILE, blocks
@@ -517,7 +518,9 @@ def main(argv=None) -> int:
     parser.add_argument("--resources", metavar="FILE",
                         help="ptx_check's --json report: v4's cooperative grid is cut to the blocks its registers "
                              "let be resident (without it v4's default plan is assumed resident)")
-    args = parser.parse_args(argv)
+    args, exit_code = parse_or_exit(parser, sys.argv[1:] if argv is None else list(argv))
+    if args is None:
+        return exit_code
     if simulator_enabled():
         print(f"{PROG}: the CUDA simulator is on, whose launch geometry is not the GPU's; run with "
               "NUMBA_ENABLE_CUDASIM=0.", file=sys.stderr)

@@ -52,6 +52,7 @@ from numba import cuda
 
 from parallel_lstm.lstm_numpy.contract import TASKS
 from parallel_lstm.reports.commands import prog
+from parallel_lstm.reports.options import parse_or_exit
 
 from . import h200
 from .arguments import Kind
@@ -288,7 +289,9 @@ def main(argv=None) -> int:
     parser.add_argument("--cc", default="9.0", help="compute capability to compile for (default 9.0, H100/H200)")
     parser.add_argument("--json", metavar="FILE", help="write the resource report to FILE (replacing it)")
     parser.add_argument("--table", metavar="FILE", help="print the markdown table of a --json report and stop")
-    args = parser.parse_args(argv)
+    args, exit_code = parse_or_exit(parser, sys.argv[1:] if argv is None else list(argv))
+    if args is None:
+        return exit_code
     if args.table:
         try:
             with open(args.table, encoding="utf-8") as handle:

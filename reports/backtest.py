@@ -81,16 +81,16 @@ so close neighbours in the grid are not told apart; early stopping's gain held o
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 
 import numpy as np
 
 from parallel_lstm.data import airpassengers
-from parallel_lstm.lstm_numpy import UserError, get_backend
+from parallel_lstm.lstm_numpy import get_backend
 
 from .commands import prog
+from .options import OneSentenceParser, parse_or_exit, positive_int, run_tool
 
 from .forecast import FIRST_TEST, HORIZON, describe, ensemble_forecast, forecast_run, metrics
 
@@ -149,19 +149,21 @@ def search(score=backtest_score, echo=print) -> tuple[dict, dict]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog=prog("backtest"), description=__doc__.splitlines()[0])
+    parser = OneSentenceParser(prog=prog("backtest"), description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="numba_cpu",
                         help="backend that trains (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for numba_cpu (default: Numba's)")
-    args = parser.parse_args(argv)
-    try:
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="CPU threads for numba_cpu (default: Numba's)")
+    args, exit_code = parse_or_exit(parser, sys.argv[1:] if argv is None else list(argv))
+    if args is None:
+        return exit_code
+
+    def work():
         get_backend(args.backend)   # an unknown backend is refused before the search starts
         search(lambda setting: backtest_score(setting, backend=args.backend, threads=args.threads),
                echo=lambda line: print(line, flush=True))
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+    return run_tool(prog("backtest"), work, "interrupted ({reason}); the scores printed so far stand")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from parallel_lstm.lstm_numpy.files import publish_file
 from . import figures, tables, timing_figures
 from .commands import prog
 from .forecast import ENSEMBLE_SEEDS, forecast_section
-from .options import OneSentenceParser, positive_int
+from .options import OneSentenceParser, parse_or_exit, positive_int, run_tool
 from .readings import busy_note, first_run, kernel_version, machine_line, reference_text, shapes_text, timed_results
 from .selection import parallel_backends, results_paths, role_of, select
 from .thread_scaling import from_pair, scaling_series
@@ -370,18 +370,16 @@ def check_options(args) -> None:
 
 
 def main(argv=None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as exc:          # --help (0) or a bad option (2, already said in one sentence)
-        return exc.code if isinstance(exc.code, int) else 2
-    try:
+    args, exit_code = parse_or_exit(build_parser(), sys.argv[1:] if argv is None else list(argv))
+    if args is None:
+        return exit_code
+
+    def work():
         check_options(args)
         os.makedirs(args.out, exist_ok=True)
         path = build_report(args.out, args.results, args.seeds, args.forecast_backend,
                             include_simulator=args.include_simulator, include_data=args.include_data,
                             say=lambda line: print(f"{PROG}: {line}", file=sys.stderr))
-    except UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}")
-    return 0
+        print(f"wrote {path}")
+        return 0
+    return run_tool(PROG, work, "interrupted ({reason}); REPORT.md is written whole or not at all")

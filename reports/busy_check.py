@@ -30,6 +30,7 @@ from parallel_lstm.lstm_numpy.backends import get_backend
 from parallel_lstm.lstm_numpy.contract import epoch_orders
 from parallel_lstm.reports.machine import load_average
 from parallel_lstm.reports.commands import prog
+from parallel_lstm.reports.options import OneSentenceParser, parse_or_exit, positive_int, run_tool
 
 GOAL_TYPICAL, GOAL_WORST = 1.3, 1.5
 BUSY_LOOP = "while True: pass"
@@ -76,16 +77,23 @@ def trial(epochs: int, hidden: int, cores: int) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog=prog("busy-check"), description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trials", type=int, default=5, help="busy trials, each with a fresh busy process (5)")
-    parser.add_argument("--epochs", type=int, default=60, help="timed epochs per measurement (60)")
-    parser.add_argument("--hidden", type=int, default=32, help="hidden units H (32)")
+    parser = OneSentenceParser(prog=prog("busy-check"), description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=positive_int, default=5, help="busy trials, each with a fresh busy process (5)")
+    parser.add_argument("--epochs", type=positive_int, default=60, help="timed epochs per measurement (60)")
+    parser.add_argument("--hidden", type=positive_int, default=32, help="hidden units H (32)")
     parser.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args, exit_code = parse_or_exit(parser, sys.argv[1:] if argv is None else list(argv))
+    if args is None:
+        return exit_code
     if args.measure:
         print(json.dumps(measure(args.threads, args.epochs, args.hidden)))
         return 0
+    return run_tool(prog("busy-check"), lambda: compare_busy_and_quiet(args), "interrupted ({reason}); nothing was written")
+
+
+def compare_busy_and_quiet(args) -> int:
+    """The quiet one-thread time before and after, then the busy trials, and the verdict."""
     cores = os.cpu_count() or 1
     print(f"light shape H={args.hidden}, B=16, T=12; {cores} cores; 1-minute load before: {load_average()}", flush=True)
     quiet = [measure_in_fresh_process(1, args.epochs, args.hidden)]

@@ -23,7 +23,7 @@ TOOLS = {
     "forecast": ("parallel_lstm.reports.forecast",
                  "train on any series (AirPassengers by default) and forecast its last 24 values, with baselines"),
     "backtest": ("parallel_lstm.reports.backtest",
-                 "choose the light forecast's settings on the months before the test period"),
+                 "score forecast settings on the months before the test period (the record: reports/backtest.py)"),
     "bench": ("parallel_lstm.reports.cpu_bench", "benchmark numba_cpu against NumPy on every thread and on one"),
     "busy-check": ("parallel_lstm.reports.busy_check", "time numba_cpu beside a busy neighbour process"),
     "gpu-check": ("parallel_lstm.reports.gpu_check", "validate every CUDA kernel version on a GPU, then time them"),

@@ -548,12 +548,14 @@ def run(args, argv: list, status, budget: Budget) -> int:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     status = backend_status(CUDA)
-    # --help answers even where numba_cuda cannot be imported (the versions are then unknown)
+    if status.module is None and not {"-h", "--help"} & set(argv):    # --help answers even then
+        print(f"{PROG}: {status.reason}.", file=sys.stderr)
+        return EXIT_USAGE
     versions = sorted(status.module.KERNEL_VERSIONS) if status.module is not None else []
     args, exit_code = parse_or_exit(build_parser(versions), argv)
     if args is None:
         return exit_code
-    reason = f"{status.reason}." if status.module is None else refusal(status)
+    reason = refusal(status)
     if reason is not None:
         print(f"{PROG}: {reason}", file=sys.stderr)
         return EXIT_USAGE

@@ -274,7 +274,7 @@ def select(paths: list[str], include_simulator: bool = False, include_data: bool
     for document in list(usable):        # a cpu_bench pair is used or skipped together
         partner_needed = document.get("tool") == CPU_BENCH
         if partner_needed and cpu_bench_partner(document, usable) is None:
-            selection.skipped[document["_file"]] = "its reports.cpu_bench partner file is missing or skipped"
+            selection.skipped[document["_file"]] = "its partner file from the same parallel-lstm bench run is missing or skipped"
             usable.remove(document)
     choose(selection, usable, explicit)
     for document in usable:

@@ -317,8 +317,9 @@ def test_gpu_check_help_answers_where_numba_cuda_cannot_be_imported(monkeypatch,
     monkeypatch.setattr(gpu_check, "backend_status", lambda name: broken)
     assert gpu_check.main(["--help"]) == 0
     assert capsys.readouterr().out.startswith("usage: parallel-lstm gpu-check ")
-    assert gpu_check.main(["--out", "anywhere"]) == 2
-    assert capsys.readouterr().err == "parallel-lstm gpu-check: importing numba_cuda failed (ModuleNotFoundError).\n"
+    for argv in (["--out", "anywhere"], ["--out", "anywhere", "--versions", "3"]):    # the reason, not "unknown version"
+        assert gpu_check.main(argv) == 2
+        assert capsys.readouterr().err == "parallel-lstm gpu-check: importing numba_cuda failed (ModuleNotFoundError).\n"
 
 
 def test_cpu_bench_stopped_by_ctrl_c_says_so_in_one_line_and_exits_130(monkeypatch, capsys):

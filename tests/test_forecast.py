@@ -12,7 +12,7 @@ from parallel_lstm.reports import backtest
 from parallel_lstm.reports.forecast import (ForecastRun, ensemble_forecast, forecast_data, forecast_markdown,
                               forecast_run, forecast_section, metrics, persistence, rmse_spread, seasonal_naive,
                               train_for_forecast)
-from parallel_lstm.reports.forecast import main as forecast_main
+from parallel_lstm.reports.forecast import goals_line, main as forecast_main
 
 
 def test_metrics_by_hand():
@@ -169,15 +169,27 @@ def test_the_backtest_search_keeps_the_best_grid_setting_and_only_changes_that_h
 
 def test_the_backtest_help_answers_without_searching(monkeypatch, capsys):
     monkeypatch.setattr(backtest, "search", lambda *a, **k: pytest.fail("--help started the search"))
-    with pytest.raises(SystemExit) as exit_info:
-        backtest.main(["--help"])
-    assert exit_info.value.code == 0 and "usage: parallel-lstm backtest" in capsys.readouterr().out
+    assert backtest.main(["--help"]) == 0 and "usage: parallel-lstm backtest" in capsys.readouterr().out
 
 
 def test_the_backtest_refuses_an_unknown_backend_before_searching(monkeypatch, capsys):
     monkeypatch.setattr(backtest, "search", lambda *a, **k: pytest.fail("the search started"))
     assert backtest.main(["--backend", "abacus"]) == 2
-    assert "unknown backend 'abacus'" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("parallel-lstm backtest: error: unknown backend 'abacus'")
+
+
+def test_the_backtest_stopped_by_ctrl_c_keeps_what_it_printed_and_exits_130(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(backtest, "search", interrupted)
+    assert backtest.main([]) == 130
+    assert capsys.readouterr().err == "parallel-lstm backtest: interrupted (Ctrl-C); the scores printed so far stand\n"
+
+
+def test_the_forecast_section_says_whether_the_goals_are_reached():
+    reached = {"one-step": {"RMSE": 16.96}, "24-step": {"RMSE": 30.04}}
+    assert goals_line(reached, 10) == ("Goals for the 10-seed median RMSE: one-step 17.0 against at most 17 "
+                                       "(reached); 24-step 30.0 against at most 30 (not reached).")
 
 
 def write_column(path, name, values):

@@ -58,8 +58,8 @@ def test_kernels_launch_with_the_geometry_the_report_assumes(monkeypatch, versio
         return real(self, kernel, grid, block, *args, shared_bytes=shared_bytes)
     monkeypatch.setattr(Launcher, "launch", spy)
     rng = np.random.default_rng(0)
-    X, targets = rng.normal(size=(13, T, D)), rng.normal(size=(13, Y))
-    data = ref.Dataset(X[:B], targets[:B], X[B:], targets[B:])      # one minibatch of B, 2 validation rows
+    X, targets = rng.normal(size=(16, T, D)), rng.normal(size=(16, Y))
+    data = ref.Dataset(X[:13], targets[:13], X[13:], targets[13:])      # minibatches of 11 and 2
     from parallel_lstm.lstm_numba_cuda import train
     train(ref.init_params(D, H, Y), data, ref.TrainConfig(epochs=1, batch_size=B, kernel_version=version))
     shapes = {"T": T, "D": D, "H": H, "Y": Y, "B": B}
