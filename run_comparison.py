@@ -64,7 +64,8 @@ if __name__ == "__main__" and not __package__:
     sys.modules["parallel_lstm"].__path__ = [os.path.dirname(os.path.abspath(__file__))]
 
 from parallel_lstm.data import make_workload
-from parallel_lstm.data.series import load_series
+from parallel_lstm.data.series import series_option
+from parallel_lstm.data.light import TRANSFORMS
 from parallel_lstm.data.workloads import DEFAULTS, WORKLOADS
 from parallel_lstm.lstm_numpy.backends import BACKENDS
 from parallel_lstm.lstm_numpy.errors import NonFiniteLossError, UserError
@@ -153,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--save-params", metavar="FILE.npz",
         help="save the numpy reference's final weights there after training (a new .npz file in an existing "
              "folder; never overwritten; any backend can start from it) (default: not saved)")
-    add("--transform", choices=("auto", "log", "none"), default=None,
+    add("--transform", choices=TRANSFORMS, default=None,
         help="light only: take logarithms of the series (log), not (none), or only when every value is positive "
              "(auto); the run says which was used (default: auto)")
     add("--seed", type=non_negative_int, default=0,
@@ -221,9 +222,7 @@ def config_options(args) -> dict:
 
 def build_workloads(args) -> list[tuple[str, int | None, object]]:
     """[(label, sweep value, Workload)]: one for a plain run or a thread sweep, one per size for a size sweep."""
-    if (args.data is None) != (args.column is None):
-        raise UserError("--data and --column go together: give the CSV file and the name of its numeric column.")
-    series = load_series(args.data, args.column) if args.data else None
+    series = series_option(args.data, args.column)
     overrides = {"hidden": args.hidden, "batch_size": args.batch_size, "lr": args.lr, "epochs": args.epochs,
                  "samples": args.samples, "seq_len": args.seq_len}
     if args.transform is not None:

@@ -43,6 +43,13 @@ def load_series(path, column: str) -> np.ndarray:
     return read_series_text(text, column, path)
 
 
+def series_option(path, column) -> np.ndarray | None:
+    """The command line's ``--data FILE --column NAME`` as a series (N,), or None when both are left out."""
+    if (path is None) != (column is None):
+        raise UserError("--data and --column go together: give the CSV file and the name of its numeric column.")
+    return None if path is None else load_series(path, column)
+
+
 def read_series_text(text: str, column: str, source: str) -> np.ndarray:
     """Column ``column`` of CSV ``text``, parsed strictly: nothing is guessed.
 

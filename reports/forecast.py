@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from parallel_lstm.data import airpassengers, airpassengers_months, make_workload, with_config
-from parallel_lstm.data.series import load_series
-from parallel_lstm.lstm_numpy import History, UserError, get_backend
+from parallel_lstm.data.light import TRANSFORMS
+from parallel_lstm.data.series import series_option
+from parallel_lstm.lstm_numpy import History, get_backend
 
 from . import tables
 from .baselines import STATSMODELS_REQUIREMENT, classical_forecasts
@@ -227,7 +228,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=positive_int, default=ENSEMBLE_SEEDS,
                         help="models trained, seeds 0..N-1; their median forecast is the ensemble (default: %(default)s)")
     parser.add_argument("--backend", default="numpy", help="backend that trains (default: %(default)s)")
-    parser.add_argument("--transform", choices=("auto", "log", "none"), default="auto",
+    parser.add_argument("--transform", choices=TRANSFORMS, default="auto",
                         help="log only when every value is positive with auto (default: %(default)s)")
     parser.add_argument("--epochs", type=positive_int, help="training epochs (default: the light workload's)")
     args, exit_code = parse_or_exit(parser, sys.argv[1:] if argv is None else list(argv))
@@ -236,10 +237,9 @@ def main(argv=None) -> int:
 
 
 def print_forecast(args) -> int:
-    if (args.data is None) != (args.column is None):
-        raise UserError("--data and --column go together: give the CSV file and the name of its numeric column.")
+    series = series_option(args.data, args.column)
     get_backend(args.backend)    # an unknown backend is refused before any training
-    series = load_series(args.data, args.column) if args.data else airpassengers()
+    series = airpassengers() if series is None else series
     overrides = {"transform": args.transform, **({"epochs": args.epochs} if args.epochs else {})}
     data = forecast_data(args.seeds, args.backend, series, **overrides)
     runs, spread = data["runs"], data["spread"]

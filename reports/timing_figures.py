@@ -325,15 +325,20 @@ def sweep_figure(folder, document: dict) -> Drawn | None:
     return save(fig, folder, f"sweep-{config['workload']}-{config['dtype']}-{param}", notes)
 
 
+def plot_times(time_ax, s: ScalingSeries) -> None:
+    """One backend's median epoch time per thread count, with its quartiles as error bars."""
+    low = [m - q if q is not None else 0.0 for m, q in zip(s.median, s.q1)]
+    high = [q - m if q is not None else 0.0 for m, q in zip(s.median, s.q3)]
+    time_ax.errorbar(s.threads, s.median, yerr=[low, high], color=colour(s.backend), marker="o", capsize=3,
+                     linewidth=2, label=s.backend)
+
+
 def strong_panels(axes, series: list[ScalingSeries], threads: list[int]) -> None:
     """Time with the ideal T_1 / p, and speedup with the ideal p and the Amdahl fit."""
     time_ax, speed_ax = axes
     p = np.array(threads, dtype=float)
     for s in series:
-        low = [m - q if q is not None else 0.0 for m, q in zip(s.median, s.q1)]
-        high = [q - m if q is not None else 0.0 for m, q in zip(s.median, s.q3)]
-        time_ax.errorbar(s.threads, s.median, yerr=[low, high], color=colour(s.backend), marker="o", capsize=3,
-                         linewidth=2, label=s.backend)
+        plot_times(time_ax, s)
         if 1 in s.threads:
             t1 = s.median[s.threads.index(1)]
             time_ax.plot(p, t1 / p, color=colour(s.backend), linestyle=":", linewidth=1,
@@ -356,10 +361,7 @@ def weak_panels(axes, series: list[ScalingSeries], threads: list[int]) -> None:
     """Time with the ideal flat line, and parallel efficiency T_1 / T_p with the ideal 1."""
     time_ax, eff_ax = axes
     for s in series:
-        low = [m - q if q is not None else 0.0 for m, q in zip(s.median, s.q1)]
-        high = [q - m if q is not None else 0.0 for m, q in zip(s.median, s.q3)]
-        time_ax.errorbar(s.threads, s.median, yerr=[low, high], color=colour(s.backend), marker="o", capsize=3,
-                         linewidth=2, label=s.backend)
+        plot_times(time_ax, s)
         if 1 in s.threads:
             time_ax.axhline(s.median[s.threads.index(1)], color=colour(s.backend), linestyle=":", linewidth=1,
                             label=f"{s.backend} ideal: T_1")
