@@ -110,6 +110,22 @@ def device_functions(FT) -> SimpleNamespace:
                 dc * gf)
 
     @cuda.jit(device=True)
+    def input_gates(X, n, t, k, W_ih, H):
+        """(W_ih x)[k] of each gate for input row n at step t (X (N, T, D), W_ih (4H, D)), the bias left out:
+        (x_i, x_f, x_g, x_o), each summed over d in order."""
+        x_i = ZERO
+        x_f = ZERO
+        x_g = ZERO
+        x_o = ZERO
+        for d in range(X.shape[2]):
+            x = X[n, t, d]
+            x_i += W_ih[k, d] * x
+            x_f += W_ih[H + k, d] * x
+            x_g += W_ih[2 * H + k, d] * x
+            x_o += W_ih[3 * H + k, d] * x
+        return x_i, x_f, x_g, x_o
+
+    @cuda.jit(device=True)
     def cell_forward_at(caches, t, b, k, z_i, z_f, z_g, z_o):
         """Unit k of row b at step t from its pre-activations, into the caches: gates[t], c[t+1], tanh_c[t], h[t+1]."""
         H = caches.h.shape[2]
@@ -385,7 +401,7 @@ def device_functions(FT) -> SimpleNamespace:
 
     return SimpleNamespace(
         sigmoid=sigmoid, activate=activate, cell_state=cell_state, cell_backward=cell_backward,
-        cell_forward_at=cell_forward_at, cell_cache=cell_cache, cell_backward_at=cell_backward_at,
+        input_gates=input_gates, cell_forward_at=cell_forward_at, cell_cache=cell_cache, cell_backward_at=cell_backward_at,
         head_output=head_output, log_softmax_shift=log_softmax_shift, head_loss=head_loss, head_row=head_row,
         head_backward=head_backward, block_sum=block_sum, strided_block_sum=strided_block_sum,
         record_loss=record_loss, clip_factor=clip_factor, param_count=param_count, locate=locate,

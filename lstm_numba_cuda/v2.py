@@ -29,7 +29,7 @@ def kernels(FT) -> SimpleNamespace:
     """v2's kernels for float type FT."""
     ZERO = FT(0.0)
     F = device_functions(FT)
-    cell_forward_at, cell_backward_at = F.cell_forward_at, F.cell_backward_at
+    input_gates, cell_forward_at, cell_backward_at = F.input_gates, F.cell_forward_at, F.cell_backward_at
     param_count, locate, write_flat, grad_element = F.param_count, F.locate, F.write_flat, F.grad_element
 
     @cuda.jit
@@ -47,20 +47,13 @@ def kernels(FT) -> SimpleNamespace:
         W_hh = params.W_hh
         h = caches.h
         H = h.shape[2]
-        D = batch.X.shape[2]
         active = k < H and b < nrows
         z_i = ZERO
         z_f = ZERO
         z_g = ZERO
         z_o = ZERO
         if active:
-            n = batch.order[batch.off + b]
-            for d in range(D):
-                x = batch.X[n, t, d]
-                z_i += W_ih[k, d] * x
-                z_f += W_ih[H + k, d] * x
-                z_g += W_ih[2 * H + k, d] * x
-                z_o += W_ih[3 * H + k, d] * x
+            z_i, z_f, z_g, z_o = input_gates(batch.X, batch.order[batch.off + b], t, k, W_ih, H)
             z_i += params.b[k]
             z_f += params.b[H + k]
             z_g += params.b[2 * H + k]

@@ -207,6 +207,7 @@ def kernels(FT) -> SimpleNamespace:  # noqa: C901 - one factory: shared and loca
     F = device_functions(FT)
     cell_forward_at, cell_backward_at, head_row, head_backward = (F.cell_forward_at, F.cell_backward_at,
                                                                   F.head_row, F.head_backward)
+    input_gates = F.input_gates
     block_sum, strided_block_sum, record_loss, clip_factor = (F.block_sum, F.strided_block_sum, F.record_loss,
                                                               F.clip_factor)
     param_count, locate, write_flat, sgd_flat = F.param_count, F.locate, F.write_flat, F.sgd_flat
@@ -281,7 +282,6 @@ def kernels(FT) -> SimpleNamespace:  # noqa: C901 - one factory: shared and loca
         W_ih = params.W_ih
         bias = params.b
         H = caches.h.shape[2]
-        D = W_ih.shape[1]
         u0, J = block_units(H)
         lo, hi = block_samples(batch.nrows)
         items = J * LANES
@@ -316,17 +316,7 @@ def kernels(FT) -> SimpleNamespace:  # noqa: C901 - one factory: shared and loca
                     for i in range(ROWS):
                         b = s0 + lane + LANES * i
                         if b < hi:
-                            n = batch.order[batch.off + b]
-                            x_i = ZERO
-                            x_f = ZERO
-                            x_g = ZERO
-                            x_o = ZERO
-                            for d in range(D):
-                                x = batch.X[n, t, d]
-                                x_i += W_ih[k, d] * x
-                                x_f += W_ih[H + k, d] * x
-                                x_g += W_ih[2 * H + k, d] * x
-                                x_o += W_ih[3 * H + k, d] * x
+                            x_i, x_f, x_g, x_o = input_gates(batch.X, batch.order[batch.off + b], t, k, W_ih, H)
                             # the reference's order: (W_ih x + b) + W_hh h
                             cell_forward_at(caches, t, b, k, (x_i + bias[k]) + acc[0], (x_f + bias[H + k]) + acc[1],
                                             (x_g + bias[2 * H + k]) + acc[2], (x_o + bias[3 * H + k]) + acc[3])
