@@ -752,23 +752,9 @@ class UnitSlices(KernelVersion):
             run.launcher.launch(self.kernels.update_kernel, ws.plan.grid, ws.plan.threads, ws.plan.blocks,
                                 run.settings, run.params, run.grads, run.state)
 
-    def forward(self, batch: Batch) -> UnitSliceWorkspace:
-        ws = self.workspace(batch.nrows)
+    def forward_rows(self, ws, batch: Batch, rowloss, row_off: int) -> None:
         if ws.cooperative:
-            self.cooperative_launch(ws, batch, VALIDATE, 0, ws.rowloss, 0)
+            self.cooperative_launch(ws, batch, VALIDATE, 0, rowloss, row_off)
         else:
             self.forward_steps(ws, batch)
-            self.head(ws, batch, ws.rowloss, 0, with_grad=False)
-        return ws
-
-    def validate(self) -> None:
-        run = self.run
-        for off in range(0, run.n_valid, run.batch_size):
-            batch = run.valid.rows(off, min(run.batch_size, run.n_valid - off))
-            ws = self.workspace(batch.nrows)
-            if ws.cooperative:
-                self.cooperative_launch(ws, batch, VALIDATE, 0, run.valid_rowloss, off)
-            else:
-                self.forward_steps(ws, batch)
-                self.head(ws, batch, run.valid_rowloss, off, with_grad=False)
-        self.validation_loss()
+            self.head(ws, batch, rowloss, row_off, with_grad=False)

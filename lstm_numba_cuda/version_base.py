@@ -151,11 +151,22 @@ class KernelVersion:
     def minibatch(self, k: int, off: int, nrows: int, phase: int) -> None:
         raise NotImplementedError
 
-    def validate(self) -> None:
+    def forward_rows(self, ws, batch: Batch, rowloss, row_off: int) -> None:
+        """The forward pass and loss of batch's rows without gradients, into ws and rowloss[row_off:]."""
         raise NotImplementedError
 
+    def validate(self) -> None:
+        """Every validation chunk of batch_size rows into valid_rowloss, then the validation loss."""
+        run = self.run
+        for off in range(0, run.n_valid, run.batch_size):
+            batch = run.valid.rows(off, min(run.batch_size, run.n_valid - off))
+            self.forward_rows(self.workspace(batch.nrows), batch, run.valid_rowloss, off)
+        self.validation_loss()
+
     def forward(self, batch: Batch) -> Workspace:
-        raise NotImplementedError
+        ws = self.workspace(batch.nrows)
+        self.forward_rows(ws, batch, ws.rowloss, 0)
+        return ws
 
     def validation_loss(self) -> None:
         """losses[-1] = the mean of valid_rowloss, written even after a stop (one launch)."""
@@ -201,11 +212,9 @@ class StepwiseVersion(KernelVersion):
                             1 if with_grad else 0, run.loss_terms(batch.nrows), run.params, ws.caches,
                             ws.outputs, ws.dh_head, rowloss, row_off)
 
-    def forward(self, batch: Batch) -> Workspace:
-        ws = self.workspace(batch.nrows)
+    def forward_rows(self, ws, batch: Batch, rowloss, row_off: int) -> None:
         self.forward_steps(ws, batch)
-        self.head(ws, batch, ws.rowloss, 0, with_grad=False)
-        return ws
+        self.head(ws, batch, rowloss, row_off, with_grad=False)
 
     def minibatch(self, k: int, off: int, nrows: int, phase: int) -> None:
         run = self.run
@@ -220,12 +229,3 @@ class StepwiseVersion(KernelVersion):
         if phase == UPDATE:
             launch(shared.clip_scale, 1, REDUCE_THREADS, run.grads, run.settings, run.state)
             launch(shared.sgd, blocks(run.n_params, BLOCK), BLOCK, run.params, run.grads, run.settings, run.state)
-
-    def validate(self) -> None:
-        run = self.run
-        for off in range(0, run.n_valid, run.batch_size):
-            batch = run.valid.rows(off, min(run.batch_size, run.n_valid - off))
-            ws = self.workspace(batch.nrows)
-            self.forward_steps(ws, batch)
-            self.head(ws, batch, run.valid_rowloss, off, with_grad=False)
-        self.validation_loss()
