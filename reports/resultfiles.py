@@ -282,13 +282,14 @@ def csv_rows(document: dict) -> list[dict]:
     return rows
 
 
-def _csv_text(rows: list[dict]) -> str:
+def csv_text(rows: list[dict], columns) -> str:
+    """``rows`` as CSV text with a header of ``columns``: empty cells for null or missing, floats in full (repr)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else
-                             repr(row[k]) if isinstance(row.get(k), float) else row[k]) for k in CSV_COLUMNS})
+                             repr(row[k]) if isinstance(row.get(k), float) else row[k]) for k in columns})
     return buffer.getvalue()
 
 
@@ -309,7 +310,7 @@ def write_results(out_dir: str, stem: str, document: dict) -> tuple[str, str]:
         raise UserError(f"cannot create the results folder {out_dir} ({exc.strerror}); choose another with --out.") from None
     document = jsonable(document)
     json_text = json.dumps(document, indent=1, allow_nan=False) + "\n"
-    csv_text = _csv_text(csv_rows(document))
+    table = csv_text(csv_rows(document), CSV_COLUMNS)
     for k in range(1, 10_000):
         name = stem if k == 1 else f"{stem}-{k}"
         json_path = os.path.join(out_dir, name + ".json")
@@ -317,7 +318,7 @@ def write_results(out_dir: str, stem: str, document: dict) -> tuple[str, str]:
         if os.path.exists(json_path) or os.path.exists(csv_path):
             continue
         try:   # the JSON last: a reader that finds it finds its CSV
-            publish_files([(csv_path, csv_text), (json_path, json_text)], what="results file")
+            publish_files([(csv_path, table), (json_path, json_text)], what="results file")
         except NameTakenError:          # another run took the name just now
             continue
         return json_path, csv_path

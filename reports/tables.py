@@ -1,10 +1,8 @@
 """Tables of the report: the Markdown tables of REPORT.md and the one-row-per-run summary CSV."""
 from __future__ import annotations
 
-import csv
-import io
-
 from .readings import busy_note, commit, first_run, noise_reasons, spread, timed_results
+from .resultfiles import csv_text
 
 # The original course project's README table (AirPassengers, 6 epochs, %%time around the whole
 # call on a Colab GPU, JIT compilation and transfers included). Quoted facts, not our measurements.
@@ -145,10 +143,4 @@ def summary_rows(documents: list[dict]) -> list[dict]:
 
 def summary_csv(documents: list[dict]) -> str:
     """The summary rows as CSV text (empty cells for null), floats written in full (repr)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in summary_rows(documents):
-        writer.writerow({k: "" if row[k] is None else repr(row[k]) if isinstance(row[k], float) else row[k]
-                         for k in SUMMARY_COLUMNS})
-    return buffer.getvalue()
+    return csv_text(summary_rows(documents), SUMMARY_COLUMNS)
